@@ -1,0 +1,63 @@
+"""Orbax checkpointing of train states: atomic saves, keep-last-N, resume from the latest.
+
+Orbax writes each step into a temporary directory and renames it when complete,
+so a run killed mid-save leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+
+class Checkpointer:
+  """Saves and restores one pytree (the train state) under `directory`.
+
+  Args:
+    directory: checkpoint folder (created if missing).
+    max_to_keep: number of most recent checkpoints kept.
+    async_save: write in a background thread; `wait()` joins it.
+  """
+
+  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                           enable_async_checkpointing=async_save)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, force: bool = True) -> bool:
+    """Saves `state` as checkpoint `step` (no-op if that step is already saved)."""
+    if step in self._manager.all_steps():
+      return False
+    return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+  def restore(self, state_like: Any, step: int | None = None) -> Any:
+    """Restores checkpoint `step` (latest by default) with the structure and sharding of `state_like`."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"No checkpoint in {self.directory}")
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
+    logging.info("Restoring checkpoint %d from %s", step, self.directory)
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def restore_or(self, state: Any) -> tuple[Any, int | None]:
+    """Returns (latest checkpoint or `state` unchanged, restored step or None)."""
+    step = self.latest_step()
+    if step is None:
+      return state, None
+    return self.restore(state, step), step
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()

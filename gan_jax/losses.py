@@ -1,0 +1,163 @@
+"""Pure GAN loss functions.
+
+Every function takes logits or critic scores (never probabilities) and returns a
+scalar mean over the batch. Working in logit space with `softplus` keeps the
+losses finite even for saturated discriminators (|logit| ~ 100), where the
+textbook `log(sigmoid(x))` form underflows to -inf.
+
+Identities used throughout:
+  -log(sigmoid(x))     = softplus(-x)
+  -log(1 - sigmoid(x)) = softplus(x)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Array = jax.Array
+
+
+def minimax_discriminator_loss(real_logits: Array, fake_logits: Array) -> Array:
+  """Discriminator loss of the original minimax game (Goodfellow et al., 2014).
+
+  Binary cross-entropy with real -> 1 and fake -> 0, no label smoothing.
+
+  Args:
+    real_logits: discriminator logits on real images, any shape.
+    fake_logits: discriminator logits on generated images, any shape.
+
+  Returns:
+    mean softplus(-real) + mean softplus(fake).
+  """
+  return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+
+
+def minimax_generator_loss(fake_logits: Array) -> Array:
+  """Saturating generator loss: the generator minimises E[log(1 - D(G(z)))].
+
+  Its gradient vanishes when the discriminator confidently rejects fakes, which is
+  why `non_saturating_generator_loss` is the usual practical choice.
+
+  Args:
+    fake_logits: discriminator logits on generated images.
+
+  Returns:
+    mean log(1 - sigmoid(fake)) = -mean softplus(fake).
+  """
+  return -jnp.mean(jax.nn.softplus(fake_logits))
+
+
+def non_saturating_generator_loss(fake_logits: Array) -> Array:
+  """Non-saturating generator loss: maximise log D(G(z)).
+
+  Args:
+    fake_logits: discriminator logits on generated images.
+
+  Returns:
+    mean softplus(-fake).
+  """
+  return jnp.mean(jax.nn.softplus(-fake_logits))
+
+
+def wasserstein_discriminator_loss(real_scores: Array, fake_scores: Array) -> Array:
+  """Critic loss of WGAN (Arjovsky et al., 2017): mean(fake) - mean(real)."""
+  return jnp.mean(fake_scores) - jnp.mean(real_scores)
+
+
+def wasserstein_generator_loss(fake_scores: Array) -> Array:
+  """Generator loss of WGAN: -mean(fake)."""
+  return -jnp.mean(fake_scores)
+
+
+def hinge_discriminator_loss(real_logits: Array, fake_logits: Array) -> Array:
+  """Hinge loss (Lim & Ye, 2017; Miyato et al., 2018).
+
+  Returns:
+    mean relu(1 - real) + mean relu(1 + fake).
+  """
+  return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+
+
+def hinge_generator_loss(fake_logits: Array) -> Array:
+  """Generator side of the hinge loss: -mean(fake)."""
+  return -jnp.mean(fake_logits)
+
+
+def least_squares_discriminator_loss(real_logits: Array, fake_logits: Array) -> Array:
+  """LSGAN discriminator loss (Mao et al., 2017) with targets a=0, b=1.
+
+  Returns:
+    0.5 mean (real - 1)^2 + 0.5 mean fake^2.
+  """
+  return 0.5 * jnp.mean(jnp.square(real_logits - 1.0)) + 0.5 * jnp.mean(jnp.square(fake_logits))
+
+
+def least_squares_generator_loss(fake_logits: Array) -> Array:
+  """LSGAN generator loss with target c=1: 0.5 mean (fake - 1)^2."""
+  return 0.5 * jnp.mean(jnp.square(fake_logits - 1.0))
+
+
+def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Array, key: Array) -> Array:
+  """WGAN-GP gradient penalty (Gulrajani et al., 2017).
+
+  Penalises the critic's input-gradient norm on random interpolates
+  x_hat = a * real + (1 - a) * fake, a ~ U(0, 1) drawn once per example. The
+  gradient is the true input gradient (one VJP of the summed critic output, which
+  equals the per-example gradient because examples do not interact in a critic
+  without batch statistics).
+
+  Args:
+    critic_fn: maps a batch [N, ...] to scores of shape [N] or [N, 1].
+    real: real batch [N, ...].
+    fake: generated batch, same shape as `real`.
+    key: PRNG key for the interpolation coefficients.
+
+  Returns:
+    mean over examples of (||grad_x critic(x_hat)||_2 - 1)^2.
+  """
+  if real.shape != fake.shape:
+    raise ValueError(f"real and fake shapes differ: {real.shape} vs {fake.shape}")
+  alpha_shape = (real.shape[0],) + (1,) * (real.ndim - 1)
+  alpha = jax.random.uniform(key, alpha_shape, dtype=real.dtype)
+  x_hat = alpha * real + (1.0 - alpha) * fake
+  grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(x_hat)
+  norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=-1) + 1e-12)
+  return jnp.mean(jnp.square(norms - 1.0))
+
+
+def auxiliary_classifier_loss(class_logits: Array, labels: Array) -> Array:
+  """Mean softmax cross-entropy of the ACGAN auxiliary classifier (Odena et al., 2017).
+
+  Args:
+    class_logits: [N, num_classes] logits.
+    labels: [N] integer class labels.
+
+  Returns:
+    scalar mean cross-entropy.
+  """
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(class_logits, labels))
+
+
+# name -> (discriminator loss, generator loss). `minimax` is the saturating game;
+# `non_saturating` shares its discriminator loss.
+ADVERSARIAL_LOSSES: dict[str, tuple[Callable[[Array, Array], Array], Callable[[Array], Array]]] = {
+    "minimax": (minimax_discriminator_loss, minimax_generator_loss),
+    "non_saturating": (minimax_discriminator_loss, non_saturating_generator_loss),
+    "wasserstein": (wasserstein_discriminator_loss, wasserstein_generator_loss),
+    "hinge": (hinge_discriminator_loss, hinge_generator_loss),
+    "least_squares": (least_squares_discriminator_loss, least_squares_generator_loss),
+}
+
+
+def get_adversarial_losses(name: str):
+  """Returns the (discriminator_loss, generator_loss) pair registered under `name`.
+
+  Raises:
+    ValueError: for an unknown name, listing the allowed ones.
+  """
+  if name not in ADVERSARIAL_LOSSES:
+    raise ValueError(f"Unknown loss '{name}'; choose one of: {', '.join(sorted(ADVERSARIAL_LOSSES))}")
+  return ADVERSARIAL_LOSSES[name]

@@ -1,0 +1,31 @@
+"""CNN classifier used by the imbalance experiments and as a feature extractor."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+
+
+class CNNClassifier(nn.Module):
+  """Two (3x3 conv, ReLU, 2x2 max-pool) blocks, dense hidden layer, dropout, logits.
+
+  `__call__(..., return_features=True)` also returns the hidden-layer activations,
+  which serve as the feature space of the Frechet distance of generated images.
+  """
+  num_classes: int = 10
+  conv_widths: Sequence[int] = (32, 64)
+  hidden: int = 128
+  dropout_rate: float = 0.5
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = True, return_features: bool = False):
+    x = images
+    for width in self.conv_widths:
+      x = nn.relu(nn.Conv(width, (3, 3), padding="SAME")(x))
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = x.reshape(x.shape[0], -1)
+    features = nn.relu(nn.Dense(self.hidden)(x))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
+    logits = nn.Dense(self.num_classes)(x)
+    return (logits, features) if return_features else logits

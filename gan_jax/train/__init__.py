@@ -1,0 +1,1 @@
+"""Train states, pure train steps and training loops."""

@@ -1,0 +1,165 @@
+"""The GAN training loop behind `experiments.train_gan`.
+
+Reads the training split into host memory once, then feeds global batches chosen
+by `gan_jax.data.sampler` (a pure function of seed and step), so a restored run
+sees exactly the batches an uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from gan_jax import checkpoint
+from gan_jax import data
+from gan_jax import images
+from gan_jax import metric_writer
+from gan_jax import models
+from gan_jax import parallel
+from gan_jax import progress
+from gan_jax.train import gan_step
+
+SAMPLES_PER_CLASS = 10
+UNCONDITIONAL_GRID = 8
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError with the bad value and the allowed ones for malformed configs."""
+  if config.model not in models.GAN_MODELS:
+    raise ValueError(f"Unknown model '{config.model}'; choose one of: {', '.join(models.GAN_MODELS)}")
+  from gan_jax import losses  # pylint: disable=g-import-not-at-top
+  losses.get_adversarial_losses(config.loss)
+  data.get_dataset_info(config.dataset)
+  for field in ("batch_size", "num_steps", "d_steps", "log_every", "checkpoint_every", "sample_every"):
+    if int(config[field]) <= 0:
+      raise ValueError(f"config.{field} must be a positive integer, got {config[field]}")
+
+
+def build_gan(config: ml_collections.ConfigDict, info) -> models.GAN:
+  return models.build_gan(config.model, image_shape=info.image_shape, num_classes=info.num_classes,
+                          z_dim=config.z_dim or None, width=config.width, conditioning=config.conditioning,
+                          upsample_impl=config.get("upsample_impl", "transpose"))
+
+
+def build_optimizers(config: ml_collections.ConfigDict):
+  return (gan_step.make_optimizer(config.lr_g, config.b1, config.b2),
+          gan_step.make_optimizer(config.lr_d, config.b1, config.b2))
+
+
+def build_step_config(config: ml_collections.ConfigDict) -> gan_step.StepConfig:
+  return gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
+                             aux_weight=config.aux_weight)
+
+
+def load_train_data(config: ml_collections.ConfigDict, output_range, idx_dir: str | None) -> data.InMemoryDataset:
+  """The (optionally imbalanced) training split, scaled to the generator's output range."""
+  raw_images, labels = data.load_arrays(config.dataset, "train", idx_dir=idx_dir)
+  if config.imbalance not in ("", "none"):
+    info = data.get_dataset_info(config.dataset)
+    counts = data.profile_counts(config.imbalance, data.class_counts(labels, info.num_classes))
+    keep = data.make_imbalanced(labels, counts, config.seed, num_classes=info.num_classes)
+    raw_images, labels = raw_images[keep], labels[keep]
+  return data.InMemoryDataset(data.scale_images(raw_images, output_range), labels)
+
+
+def host_batch(dataset: data.InMemoryDataset, step: int, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """This process's rows of the `d_steps` real minibatches of train step `step`: [d_steps, B_local, ...]."""
+  parts = [dataset.batch(step * config.d_steps + k, config.batch_size, config.seed,
+                         jax.process_index(), jax.process_count()) for k in range(config.d_steps)]
+  return {key: np.stack([p[key] for p in parts]) for key in ("image", "label")}
+
+
+def fixed_sample_inputs(gan: models.GAN, seed: int) -> tuple[jax.Array, jax.Array, int, int]:
+  """Noise and labels reused for every sample grid; one row per class for conditional models."""
+  if gan.conditional:
+    rows, cols = gan.num_classes, SAMPLES_PER_CLASS
+    labels = jnp.repeat(jnp.arange(rows, dtype=jnp.int32), cols)
+  else:
+    rows = cols = UNCONDITIONAL_GRID
+    labels = jnp.zeros((rows * cols,), jnp.int32)
+  z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED), (rows * cols, gan.z_dim))
+  return z, labels, rows, cols
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  tmp = os.path.join(workdir, "config.json.tmp")
+  with open(tmp, "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  os.replace(tmp, os.path.join(workdir, "config.json"))
+
+
+def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | None = None) -> dict[str, Any]:
+  """Trains (or resumes) a GAN in `workdir` until `config.num_steps`.
+
+  Args:
+    config: a GAN config (see experiments/configs).
+    workdir: run folder: config.json, metrics.jsonl, tensorboard/, samples/, checkpoints/.
+    idx_dir: folder with IDX files for the offline data source (None: TFDS).
+
+  Returns:
+    The last logged metrics record.
+  """
+  validate_config(config)
+  info = data.get_dataset_info(config.dataset)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  is_writer = jax.process_index() == 0
+  if is_writer:
+    write_config(config, workdir)
+
+  gan = build_gan(config, info)
+  g_tx, d_tx = build_optimizers(config)
+  dataset = load_train_data(config, gan.output_range, idx_dir)
+  init = jax.jit(lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, info.image_shape),
+                 out_shardings=parallel.replicated(mesh))
+  state = init(jax.random.PRNGKey(config.seed))
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
+  state, restored_step = ckpt.restore_or(state)
+  start = int(restored_step or 0)
+  if restored_step is not None:
+    logging.info("Resuming from step %d", start)
+
+  writer = metric_writer.MetricWriter(workdir, resume_step=start, enabled=is_writer)
+  train_step = parallel.data_parallel_jit(
+      gan_step.make_train_step(gan, build_step_config(config), g_tx, d_tx), mesh, batch_axis=1)
+  sample_z, sample_labels, rows, cols = fixed_sample_inputs(gan, config.seed)
+  sampler = jax.jit(lambda s: gan_step.generate(gan, s.g_params, s.g_batch_stats, sample_z, sample_labels,
+                                                train=False)[0])
+  tracker = progress.Progress(config.num_steps, start, name=config.model)
+  images_per_step = config.batch_size * config.d_steps
+  last_record: dict[str, Any] = {}
+
+  for step in range(start, config.num_steps):
+    batch = parallel.shard_batch(host_batch(dataset, step, config), mesh, batch_axis=1)
+    state, metrics = train_step(state, batch)
+    done = step + 1
+    is_last = done == config.num_steps
+    if done % config.log_every == 0 or is_last:
+      scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      scalars["images_per_sec"] = tracker.rate(done) * images_per_step
+      writer.write(done, scalars)
+      last_record = {"step": done, **scalars}
+      tracker.report(done, f"d_loss={scalars['d_loss']:.4f} g_loss={scalars['g_loss']:.4f} "
+                           f"{scalars['images_per_sec']:.0f} img/s")
+    if is_writer and (done % config.sample_every == 0 or is_last):
+      images.save_grid(os.path.join(workdir, "samples", f"step_{done:08d}.png"),
+                       np.asarray(jax.device_get(sampler(state))), rows, cols, gan.output_range)
+    if done % config.checkpoint_every == 0 or is_last:
+      ckpt.save(done, state)
+
+  ckpt.wait()
+  ckpt.close()
+  writer.close()
+  if is_writer:
+    images.plot_curves(os.path.join(workdir, "loss_curves.png"), metric_writer.read_metrics(workdir),
+                       ("d_loss", "g_loss", "d_real", "d_fake"), title=f"{config.model} on {config.dataset}")
+    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+      json.dump(last_record, f, indent=2)
+  return last_record

@@ -1,0 +1,199 @@
+"""GAN train state and the pure train step shared by every GAN family.
+
+The step implements Algorithm 1 of Goodfellow et al. (2014): `d_steps`
+discriminator updates, each on its own real minibatch, then one generator update.
+Family differences are data, not code paths: the loss pair comes from
+`gan_jax.losses`, the gradient penalty (WGAN-GP) and the auxiliary classifier
+(ACGAN) are switched on by `StepConfig` and the `GAN` description.
+
+Randomness is `fold_in(state.rng, state.step)`, so a restored state replays the
+exact noise of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from gan_jax import losses
+from gan_jax.models import GAN
+
+PyTree = Any
+Metrics = dict[str, jax.Array]
+
+# Losses whose discriminator outputs are logits of a probability.
+_PROBABILISTIC_LOSSES = ("minimax", "non_saturating")
+
+
+@flax.struct.dataclass
+class GANTrainState:
+  """Everything that changes during GAN training; a pure pytree (checkpointable)."""
+  step: jax.Array
+  g_params: PyTree
+  d_params: PyTree
+  g_batch_stats: PyTree
+  g_opt_state: PyTree
+  d_opt_state: PyTree
+  rng: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """Static settings of the GAN step.
+
+  Attributes:
+    loss: adversarial loss name (see `losses.ADVERSARIAL_LOSSES`).
+    d_steps: discriminator updates per generator update (n_critic for WGAN-GP).
+    gp_weight: weight of the gradient penalty; 0 disables it.
+    aux_weight: weight of the ACGAN class cross-entropy terms.
+  """
+  loss: str = "non_saturating"
+  d_steps: int = 1
+  gp_weight: float = 0.0
+  aux_weight: float = 1.0
+
+
+def make_optimizer(learning_rate: float, b1: float, b2: float) -> optax.GradientTransformation:
+  """Adam, as in DCGAN (lr 2e-4, beta1 0.5) and WGAN-GP (lr 1e-4, betas 0, 0.9)."""
+  return optax.adam(learning_rate, b1=b1, b2=b2)
+
+
+def init_train_state(gan: GAN, g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
+                     key: jax.Array, image_shape) -> GANTrainState:
+  """Initialises parameters and optimizer states from one PRNG key (pure; jit-able)."""
+  g_key, d_key, run_key = jax.random.split(key, 3)
+  z = jnp.zeros((2, gan.z_dim), jnp.float32)
+  labels = jnp.zeros((2,), jnp.int32)
+  images = jnp.zeros((2,) + tuple(image_shape), jnp.float32)
+  g_vars = gan.generator.init({"params": g_key}, z, labels, train=False)
+  d_vars = gan.discriminator.init({"params": d_key, "dropout": d_key}, images, labels, train=False)
+  return GANTrainState(
+      step=jnp.zeros((), jnp.int32),
+      g_params=g_vars["params"],
+      d_params=d_vars["params"],
+      g_batch_stats=g_vars.get("batch_stats", {}),
+      g_opt_state=g_tx.init(g_vars["params"]),
+      d_opt_state=d_tx.init(d_vars["params"]),
+      rng=run_key,
+  )
+
+
+def generate(gan: GAN, g_params: PyTree, g_batch_stats: PyTree, z: jax.Array, labels: jax.Array | None,
+             train: bool) -> tuple[jax.Array, PyTree]:
+  """Runs G; in training mode BatchNorm uses batch statistics and returns updated running stats."""
+  variables = {"params": g_params, "batch_stats": g_batch_stats}
+  labels = labels if gan.conditional else None
+  if not train:
+    return gan.generator.apply(variables, z, labels, train=False), g_batch_stats
+  images, updates = gan.generator.apply(variables, z, labels, train=True, mutable=["batch_stats"])
+  return images, updates.get("batch_stats", g_batch_stats)
+
+
+def _discriminate(gan: GAN, d_params: PyTree, images: jax.Array, labels: jax.Array, key: jax.Array):
+  labels_in = labels if gan.d_takes_labels else None
+  return gan.discriminator.apply({"params": d_params}, images, labels_in, train=True, rngs={"dropout": key})
+
+
+def _d_output_summary(loss: str, logits: jax.Array) -> jax.Array:
+  """Mean D(x) as a probability for logit losses, the raw mean score otherwise."""
+  return jnp.mean(jax.nn.sigmoid(logits)) if loss in _PROBABILISTIC_LOSSES else jnp.mean(logits)
+
+
+def _discriminator_objective(d_params, real, labels, fake, key, *, gan: GAN, cfg: StepConfig):
+  """Discriminator loss on one real and one fake minibatch, and its metrics."""
+  d_loss_fn, _ = losses.get_adversarial_losses(cfg.loss)
+  dropout_key, gp_key = jax.random.split(key)
+  batch = real.shape[0]
+  # One pass over [real; fake]: D has no batch statistics, so this equals two passes.
+  logits, class_logits = _discriminate(gan, d_params, jnp.concatenate([real, fake]),
+                                       jnp.concatenate([labels, labels]), dropout_key)
+  real_logits, fake_logits = logits[:batch], logits[batch:]
+  adversarial = d_loss_fn(real_logits, fake_logits)
+  total = adversarial
+  metrics = {"d_adversarial": adversarial,
+             "d_real": _d_output_summary(cfg.loss, real_logits),
+             "d_fake": _d_output_summary(cfg.loss, fake_logits)}
+  if cfg.gp_weight > 0:
+    critic = lambda x: _discriminate(gan, d_params, x, labels, gp_key)[0]
+    penalty = losses.gradient_penalty(critic, real, fake, gp_key)
+    total = total + cfg.gp_weight * penalty
+    metrics["gradient_penalty"] = penalty
+  if gan.aux_classifier:
+    aux_real = losses.auxiliary_classifier_loss(class_logits[:batch], labels)
+    aux_fake = losses.auxiliary_classifier_loss(class_logits[batch:], labels)
+    total = total + cfg.aux_weight * (aux_real + aux_fake)
+    metrics["d_aux_real"] = aux_real
+    metrics["d_aux_fake"] = aux_fake
+    metrics["d_class_accuracy"] = jnp.mean(jnp.argmax(class_logits[:batch], -1) == labels)
+  metrics["d_loss"] = total
+  return total, metrics
+
+
+def _generator_objective(g_params, g_batch_stats, d_params, labels, key, *, gan: GAN, cfg: StepConfig):
+  """Generator loss on one fresh noise batch; returns updated BatchNorm statistics too."""
+  _, g_loss_fn = losses.get_adversarial_losses(cfg.loss)
+  z_key, dropout_key = jax.random.split(key)
+  z = jax.random.normal(z_key, (labels.shape[0], gan.z_dim), jnp.float32)
+  fake, new_batch_stats = generate(gan, g_params, g_batch_stats, z, labels, train=True)
+  logits, class_logits = _discriminate(gan, d_params, fake, labels, dropout_key)
+  adversarial = g_loss_fn(logits)
+  total = adversarial
+  metrics = {"g_adversarial": adversarial}
+  if gan.aux_classifier:
+    aux = losses.auxiliary_classifier_loss(class_logits, labels)
+    total = total + cfg.aux_weight * aux
+    metrics["g_aux"] = aux
+  metrics["g_loss"] = total
+  return total, (metrics, new_batch_stats)
+
+
+def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformation,
+                    d_tx: optax.GradientTransformation) -> Callable[[GANTrainState, dict], tuple[GANTrainState, Metrics]]:
+  """Builds the pure `train_step(state, batch) -> (state, metrics)` for one GAN.
+
+  `batch["image"]` is [d_steps, B, H, W, C] and `batch["label"]` is [d_steps, B]:
+  each discriminator update sees its own real minibatch. Generated images use the
+  real minibatch's labels, so conditional models see the data's class prior in
+  both players' updates (a uniform fake prior would let D read "rare label" as "fake").
+  """
+  d_objective = functools.partial(_discriminator_objective, gan=gan, cfg=cfg)
+  g_objective = functools.partial(_generator_objective, gan=gan, cfg=cfg)
+
+  def d_update(carry, inputs):
+    state, fake_key_base = carry
+    real, labels, k = inputs
+    key = jax.random.fold_in(fake_key_base, k)
+    z_key, d_key = jax.random.split(key)
+    z = jax.random.normal(z_key, (real.shape[0], gan.z_dim), jnp.float32)
+    # Fakes come from G in training mode, like in the generator update; its
+    # running statistics are updated only by the generator step.
+    fake, _ = generate(gan, state.g_params, state.g_batch_stats, z, labels, train=True)
+    fake = jax.lax.stop_gradient(fake)
+    grads, metrics = jax.grad(d_objective, has_aux=True)(state.d_params, real, labels, fake, d_key)
+    updates, d_opt_state = d_tx.update(grads, state.d_opt_state, state.d_params)
+    state = state.replace(d_params=optax.apply_updates(state.d_params, updates), d_opt_state=d_opt_state)
+    return (state, fake_key_base), metrics
+
+  def train_step(state: GANTrainState, batch: dict) -> tuple[GANTrainState, Metrics]:
+    images, labels = batch["image"], batch["label"]
+    if images.shape[0] != cfg.d_steps:
+      raise ValueError(f"batch has {images.shape[0]} discriminator minibatches, config d_steps={cfg.d_steps}")
+    step_key = jax.random.fold_in(state.rng, state.step)
+    d_key, g_key = jax.random.split(step_key)
+    (state, _), d_metrics = jax.lax.scan(
+        d_update, (state, d_key), (images, labels, jnp.arange(cfg.d_steps)))
+    d_metrics = jax.tree.map(jnp.mean, d_metrics)
+
+    grads, (g_metrics, batch_stats) = jax.grad(g_objective, has_aux=True)(
+        state.g_params, state.g_batch_stats, state.d_params, labels[-1], g_key)
+    updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
+    state = state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, updates),
+                          g_opt_state=g_opt_state, g_batch_stats=batch_stats)
+    return state, {**d_metrics, **g_metrics}
+
+  return train_step

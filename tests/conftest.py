@@ -1,0 +1,28 @@
+"""Test-wide set-up: 8 fake CPU devices and the offline data location.
+
+XLA reads XLA_FLAGS once, when the CPU backend starts, so this must run before any
+test module imports jax.
+"""
+import os
+import pathlib
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Keep TensorFlow (used only by tf.data / TFDS) off any accelerator and small.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+_DEFAULT_IDX_DIR = REPO_ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def idx_dir() -> pathlib.Path:
+  """Folder with the real MNIST / Fashion-MNIST IDX files (GAN_JAX_IDX_DIR or ../shared/datasets)."""
+  path = pathlib.Path(os.environ.get("GAN_JAX_IDX_DIR", _DEFAULT_IDX_DIR)).resolve()
+  if not (path / "mnist" / "train-labels-idx1-ubyte.gz").exists():
+    raise FileNotFoundError(
+        f"Real IDX files not found under {path}; set GAN_JAX_IDX_DIR to the folder holding mnist/ and fashion_mnist/."
+    )
+  return path
