@@ -50,11 +50,23 @@ class Checkpointer:
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
   def restore_or(self, state: Any) -> tuple[Any, int | None]:
-    """Returns (latest checkpoint or `state` unchanged, restored step or None)."""
-    step = self.latest_step()
-    if step is None:
-      return state, None
-    return self.restore(state, step), step
+    """Returns (latest readable checkpoint or `state` unchanged, restored step or None).
+
+    A checkpoint that fails to restore (files deleted or truncated after it was
+    committed) is renamed to `<step>.damaged`, kept for inspection, and the next
+    older one is tried.
+    """
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        return self.restore(state, step), step
+      except Exception as e:  # pylint: disable=broad-except
+        damaged = os.path.join(self.directory, str(step))
+        logging.warning("Skipping damaged checkpoint %s (%s: %s); renamed to %s.damaged", damaged,
+                        type(e).__name__, str(e).splitlines()[0] if str(e) else "", damaged)
+        if jax.process_index() == 0 and os.path.isdir(damaged):
+          os.replace(damaged, damaged + ".damaged")
+        self._manager.reload()
+    return state, None
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

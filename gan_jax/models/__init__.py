@@ -47,7 +47,7 @@ class GAN:
 
 def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim: int | None = None,
               width: int = 64, conditioning: str = "concat", dropout_rate: float | None = None,
-              upsample_impl: str = "transpose", dtype: Any = jnp.float32) -> GAN:
+              upsample_impl: str = "auto", dtype: Any = jnp.float32) -> GAN:
   """Builds the named GAN for images of `image_shape` (H, W, C).
 
   Args:
@@ -55,7 +55,7 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
     image_shape: (28, 28, C) or (32, 32, C) for the convolutional models; any for mlp_gan.
     num_classes: classes of the data set (used by cgan / acgan).
     z_dim: latent size; defaults to 100 (28x28, MLP) or 128 (32x32).
-    width: base channel count of the convolutional models.
+    width: base channel count of the convolutional models; the MLP's hidden sizes are 4, 8, 16 x width.
     conditioning: cgan discriminator conditioning, 'concat' or 'projection'.
     dropout_rate: discriminator dropout; defaults per family (0.3 MLP, 0.4 DCGAN, 0 critic).
     upsample_impl: generator up-sampling implementation (see gan_jax.models.upsample).
@@ -74,8 +74,10 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
   aux = name == "acgan"
 
   if name == "mlp_gan":
-    return GAN(name, mlp.MLPGenerator(image_shape=tuple(image_shape)),
-               mlp.MLPDiscriminator(dropout_rate=0.3 if dropout_rate is None else dropout_rate),
+    # width 64 gives the classic plan: G 256-512-1024, D 1024-512-256.
+    hidden = (4 * width, 8 * width, 16 * width)
+    return GAN(name, mlp.MLPGenerator(image_shape=tuple(image_shape), hidden=hidden),
+               mlp.MLPDiscriminator(hidden=hidden[::-1], dropout_rate=0.3 if dropout_rate is None else dropout_rate),
                z_dim or 100, num_classes, False, False, False, (0.0, 1.0))
 
   if height == 28:

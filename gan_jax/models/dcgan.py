@@ -38,7 +38,7 @@ class DCGANGenerator(nn.Module):
   kernel_size: int = 5
   num_classes: int = 0
   embed_dim: int = 50
-  upsample_impl: str = "transpose"
+  upsample_impl: str = "auto"
   dtype: Any = jnp.float32
 
   @nn.compact

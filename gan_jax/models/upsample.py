@@ -1,10 +1,19 @@
 """Up-sampling convolutions for generators.
 
-`UpConv` owns a transposed-convolution kernel with the layout of
-`flax.linen.ConvTranspose` (kh, kw, in, out), so checkpoints do not depend on how
-the layer is computed. `impl` selects the computation:
+`UpConv` owns a kernel with the layout and initialiser of `flax.linen.ConvTranspose`
+(kh, kw, in, out), so parameters and checkpoints do not depend on how the layer is
+computed. `impl` selects the computation:
 
-* `transpose`: `flax.linen.ConvTranspose` (XLA: an input-dilated convolution).
+* `transpose`: `lax.conv_transpose`, exactly what `flax.linen.ConvTranspose` runs
+  (XLA lowers it to a convolution over the zero-dilated input: most multiply-adds hit
+  inserted zeros, and its backward pass is slow on CPU).
+* `subpixel`: phase decomposition. Output pixel (s*i + r) of a stride-s transposed
+  convolution only meets the kernel taps t with (r + t - pad) divisible by s, so each
+  of the s*s output phases is a small stride-1 convolution of the undilated input.
+  All phases are packed into ONE stride-1 convolution with s*s*out channels, followed
+  by depth-to-space (Shi et al., 2016). Same parameters, same outputs up to float
+  rounding, about s*s times fewer multiply-adds.
+* `auto`: `subpixel` for stride > 1 (measured faster on CPU and GPU, see README).
 """
 from __future__ import annotations
 
@@ -13,23 +22,100 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-UPSAMPLE_IMPLS = ("transpose",)
+UPSAMPLE_IMPLS = ("auto", "transpose", "subpixel")
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+
+def same_transpose_padding(kernel_size: int, stride: int) -> tuple[int, int]:
+  """Low/high padding that `lax.conv_transpose(padding='SAME')` applies to the dilated input."""
+  pad_len = kernel_size + stride - 2
+  pad_lo = kernel_size - 1 if stride > kernel_size - 1 else int(np.ceil(pad_len / 2))
+  return pad_lo, pad_len - pad_lo
+
+
+def phase_taps(kernel_size: int, stride: int) -> tuple[np.ndarray, int, int]:
+  """Which kernel tap each (input offset, output phase) pair uses, along one axis.
+
+  Returns:
+    taps: int array [num_offsets, stride]; taps[o, r] is the kernel index that output
+      phase r applies to input offset (o + offset_lo), or -1 when it applies none.
+    offset_lo, offset_hi: the range of input offsets, relative to the output pixel's
+      source pixel i (the packed convolution pads by -offset_lo and offset_hi).
+  """
+  pad_lo, _ = same_transpose_padding(kernel_size, stride)
+  pairs = [(r, t, (r + t - pad_lo) // stride) for r in range(stride) for t in range(kernel_size)
+           if (r + t - pad_lo) % stride == 0]
+  offsets = [d for _, _, d in pairs]
+  offset_lo, offset_hi = min(offsets), max(offsets)
+  taps = np.full((offset_hi - offset_lo + 1, stride), -1, np.int32)
+  for r, t, d in pairs:
+    taps[d - offset_lo, r] = t
+  return taps, offset_lo, offset_hi
+
+
+def packed_subpixel_kernel(kernel: jax.Array, stride: int) -> tuple[jax.Array, int, int]:
+  """Rearranges a (k, k, in, out) transposed-conv kernel into a stride-1 (m, m, in, s*s*out) kernel.
+
+  Output channels are ordered (phase_y, phase_x, out) for depth-to-space.
+  """
+  k, _, c_in, c_out = kernel.shape
+  taps, lo, hi = phase_taps(k, stride)
+  m = taps.shape[0]
+  # Index k is an appended zero tap, used where a phase does not touch an offset.
+  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  ty = np.where(taps < 0, k, taps)  # [m, s]
+  idx_y = ty[:, None, :, None]      # [m, 1, s, 1]
+  idx_x = ty[None, :, None, :]      # [1, m, 1, s]
+  packed = padded[idx_y, idx_x]     # [m, m, s, s, in, out]
+  packed = packed.transpose(0, 1, 4, 2, 3, 5).reshape(m, m, c_in, stride * stride * c_out)
+  return packed, lo, hi
+
+
+def depth_to_space(x: jax.Array, stride: int) -> jax.Array:
+  """[N, H, W, s*s*C] with channels (phase_y, phase_x, C) -> [N, s*H, s*W, C]."""
+  n, h, w, c = x.shape
+  c_out = c // (stride * stride)
+  x = x.reshape(n, h, w, stride, stride, c_out).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, h * stride, w * stride, c_out)
+
+
+def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """Equals lax.conv_transpose(x, kernel, (s, s), 'SAME') with one stride-1 convolution."""
+  packed, lo, hi = packed_subpixel_kernel(kernel, stride)
+  y = jax.lax.conv_general_dilated(x, packed, (1, 1), ((-lo, hi), (-lo, hi)),
+                                   dimension_numbers=_DIMENSION_NUMBERS)
+  return depth_to_space(y, stride)
+
+
+def conv_transpose_dilated(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """What flax.linen.ConvTranspose(padding='SAME', transpose_kernel=False) computes."""
+  return jax.lax.conv_transpose(x, kernel, (stride, stride), "SAME", dimension_numbers=_DIMENSION_NUMBERS)
 
 
 class UpConv(nn.Module):
-  """A stride-`stride` transposed convolution with 'SAME' padding (output = stride x input)."""
+  """A stride-`stride` transposed convolution with 'SAME' padding (output = stride x input).
+
+  Parameter names, shapes and initialisers match `flax.linen.ConvTranspose`.
+  """
   features: int
   kernel_size: int
   stride: int
   use_bias: bool = True
-  impl: str = "transpose"
+  impl: str = "auto"
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.impl not in UPSAMPLE_IMPLS:
       raise ValueError(f"Unknown upsample_impl '{self.impl}'; choose one of: {', '.join(UPSAMPLE_IMPLS)}")
-    return nn.ConvTranspose(self.features, (self.kernel_size, self.kernel_size),
-                            strides=(self.stride, self.stride), padding="SAME",
-                            use_bias=self.use_bias, dtype=self.dtype, name="conv")(x)
+    k = self.kernel_size
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features), jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    use_subpixel = self.stride > 1 and self.impl in ("auto", "subpixel")
+    y = conv_transpose_subpixel(x, kernel, self.stride) if use_subpixel else conv_transpose_dilated(
+        x, kernel, self.stride)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32).astype(self.dtype)
+    return y

@@ -22,11 +22,14 @@ from gan_jax import images
 from gan_jax import metric_writer
 from gan_jax import models
 from gan_jax import parallel
+from gan_jax import preemption
 from gan_jax import progress
+from gan_jax import workdir as workdir_lib
 from gan_jax.train import gan_step
 
 SAMPLES_PER_CLASS = 10
 UNCONDITIONAL_GRID = 8
+NONFINITE_POLICIES = ("error", "skip")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -36,6 +39,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   from gan_jax import losses  # pylint: disable=g-import-not-at-top
   losses.get_adversarial_losses(config.loss)
   data.get_dataset_info(config.dataset)
+  if config.on_nonfinite not in NONFINITE_POLICIES:
+    raise ValueError(f"Unknown on_nonfinite '{config.on_nonfinite}'; choose one of: {', '.join(NONFINITE_POLICIES)}")
   for field in ("batch_size", "num_steps", "d_steps", "log_every", "checkpoint_every", "sample_every"):
     if int(config[field]) <= 0:
       raise ValueError(f"config.{field} must be a positive integer, got {config[field]}")
@@ -44,7 +49,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def build_gan(config: ml_collections.ConfigDict, info) -> models.GAN:
   return models.build_gan(config.model, image_shape=info.image_shape, num_classes=info.num_classes,
                           z_dim=config.z_dim or None, width=config.width, conditioning=config.conditioning,
-                          upsample_impl=config.get("upsample_impl", "transpose"))
+                          upsample_impl=config.upsample_impl)
 
 
 def build_optimizers(config: ml_collections.ConfigDict):
@@ -87,24 +92,36 @@ def fixed_sample_inputs(gan: models.GAN, seed: int) -> tuple[jax.Array, jax.Arra
   return z, labels, rows, cols
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  os.makedirs(workdir, exist_ok=True)
-  tmp = os.path.join(workdir, "config.json.tmp")
-  with open(tmp, "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  os.replace(tmp, os.path.join(workdir, "config.json"))
+class NonFiniteError(RuntimeError):
+  """A loss or gradient became NaN/Inf and the config says to stop."""
 
 
-def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | None = None) -> dict[str, Any]:
+def check_health(state: gan_step.GANTrainState, metric_names, on_nonfinite: str, last_good: int | None,
+                 ckpt_dir: str) -> int:
+  """Returns the number of skipped non-finite steps; raises NonFiniteError in 'error' mode."""
+  health = jax.device_get(state.health)
+  count = int(health["nonfinite_steps"])
+  if count and on_nonfinite == "error":
+    bad = ", ".join(gan_step.decode_mask(health["first_bad_mask"], metric_names))
+    where = f"step {last_good} in {ckpt_dir}" if last_good is not None else "none (no checkpoint yet)"
+    raise NonFiniteError(f"Non-finite {bad} at step {int(health['first_bad_step'])}; the update was not applied. "
+                         f"Last good checkpoint: {where}. Lower the learning rate, or pass "
+                         f"--config.on_nonfinite=skip to skip such updates.")
+  return count
+
+
+def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | None = None,
+              overwrite: bool = False) -> dict[str, Any]:
   """Trains (or resumes) a GAN in `workdir` until `config.num_steps`.
 
   Args:
     config: a GAN config (see experiments/configs).
     workdir: run folder: config.json, metrics.jsonl, tensorboard/, samples/, checkpoints/.
     idx_dir: folder with IDX files for the offline data source (None: TFDS).
+    overwrite: discard an earlier run with a different config in `workdir`.
 
   Returns:
-    The last logged metrics record.
+    The last logged metrics record, plus "stopped_by" when a signal ended the run early.
   """
   validate_config(config)
   info = data.get_dataset_info(config.dataset)
@@ -112,7 +129,7 @@ def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | No
   parallel.check_batch_size(config.batch_size, mesh)
   is_writer = jax.process_index() == 0
   if is_writer:
-    write_config(config, workdir)
+    workdir_lib.prepare(workdir, config, overwrite=overwrite)
 
   gan = build_gan(config, info)
   g_tx, d_tx = build_optimizers(config)
@@ -120,7 +137,8 @@ def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | No
   init = jax.jit(lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, info.image_shape),
                  out_shardings=parallel.replicated(mesh))
   state = init(jax.random.PRNGKey(config.seed))
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  ckpt = checkpoint.Checkpointer(ckpt_dir, max_to_keep=config.keep_checkpoints)
   state, restored_step = ckpt.restore_or(state)
   start = int(restored_step or 0)
   if restored_step is not None:
@@ -134,31 +152,52 @@ def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | No
                                                 train=False)[0])
   tracker = progress.Progress(config.num_steps, start, name=config.model)
   images_per_step = config.batch_size * config.d_steps
+  last_good, metric_names = restored_step, None
   last_record: dict[str, Any] = {}
 
-  for step in range(start, config.num_steps):
-    batch = parallel.shard_batch(host_batch(dataset, step, config), mesh, batch_axis=1)
-    state, metrics = train_step(state, batch)
-    done = step + 1
-    is_last = done == config.num_steps
-    if done % config.log_every == 0 or is_last:
-      scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      scalars["images_per_sec"] = tracker.rate(done) * images_per_step
-      writer.write(done, scalars)
-      last_record = {"step": done, **scalars}
-      tracker.report(done, f"d_loss={scalars['d_loss']:.4f} g_loss={scalars['g_loss']:.4f} "
-                           f"{scalars['images_per_sec']:.0f} img/s")
-    if is_writer and (done % config.sample_every == 0 or is_last):
-      images.save_grid(os.path.join(workdir, "samples", f"step_{done:08d}.png"),
-                       np.asarray(jax.device_get(sampler(state))), rows, cols, gan.output_range)
-    if done % config.checkpoint_every == 0 or is_last:
-      ckpt.save(done, state)
+  def save(done: int) -> None:
+    nonlocal last_good
+    if metric_names is not None:
+      check_health(state, metric_names, config.on_nonfinite, last_good, ckpt_dir)
+    ckpt.save(done, state)
+    last_good = done
+
+  with preemption.StopSignal() as stop:
+    for step in range(start, config.num_steps):
+      batch = parallel.shard_batch(host_batch(dataset, step, config), mesh, batch_axis=1)
+      state, metrics = train_step(state, batch)
+      done = step + 1
+      is_last = done == config.num_steps
+      if metric_names is None:
+        metric_names = [k for k in metrics if k != "nonfinite"]
+      if done % config.log_every == 0 or is_last:
+        scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        scalars["nonfinite_skips"] = check_health(state, metric_names, config.on_nonfinite, last_good, ckpt_dir)
+        scalars["images_per_sec"] = tracker.rate(done) * images_per_step
+        writer.write(done, scalars)
+        last_record = {"step": done, **scalars}
+        tracker.report(done, f"d_loss={scalars['d_loss']:.4f} g_loss={scalars['g_loss']:.4f} "
+                             f"{scalars['images_per_sec']:.0f} img/s")
+      if is_writer and (done % config.sample_every == 0 or is_last):
+        images.save_grid(os.path.join(workdir, "samples", f"step_{done:08d}.png"),
+                         np.asarray(jax.device_get(sampler(state))), rows, cols, gan.output_range)
+      if done % config.checkpoint_every == 0 or is_last:
+        save(done)
+      if not is_last and stop.should_stop():
+        save(done)
+        ckpt.wait()
+        logging.warning("Stopped by %s at step %d; checkpoint saved in %s. Rerun the same command to resume.",
+                        stop.received or "a signal on another process", done, ckpt_dir)
+        last_record = {**last_record, "stopped_by": stop.received or "remote", "stopped_at": done}
+        break
 
   ckpt.wait()
   ckpt.close()
   writer.close()
-  if is_writer:
-    images.plot_curves(os.path.join(workdir, "loss_curves.png"), metric_writer.read_metrics(workdir),
+  if is_writer and "stopped_by" not in last_record:
+    records = metric_writer.read_metrics(workdir)
+    last_record = last_record or (records[-1] if records else {})
+    images.plot_curves(os.path.join(workdir, "loss_curves.png"), records,
                        ("d_loss", "g_loss", "d_real", "d_fake"), title=f"{config.model} on {config.dataset}")
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
       json.dump(last_record, f, indent=2)

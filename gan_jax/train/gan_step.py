@@ -40,6 +40,7 @@ class GANTrainState:
   g_opt_state: PyTree
   d_opt_state: PyTree
   rng: jax.Array
+  health: dict[str, jax.Array]  # see `guard_nonfinite`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +81,55 @@ def init_train_state(gan: GAN, g_tx: optax.GradientTransformation, d_tx: optax.G
       g_opt_state=g_tx.init(g_vars["params"]),
       d_opt_state=d_tx.init(d_vars["params"]),
       rng=run_key,
+      health=initial_health(),
   )
+
+
+def initial_health() -> dict[str, jax.Array]:
+  """Counters of non-finite steps: how many, the first one, and which metrics went bad there."""
+  return {"nonfinite_steps": jnp.zeros((), jnp.int32), "first_bad_step": jnp.full((), -1, jnp.int32),
+          "first_bad_mask": jnp.zeros((), jnp.int32)}
+
+
+def nonfinite_mask(metrics: Metrics) -> jax.Array:
+  """Bit i set when metric sorted(metrics)[i] is NaN or Inf."""
+  bits = [(~jnp.isfinite(metrics[k])).astype(jnp.int32) << i for i, k in enumerate(sorted(metrics))]
+  return sum(bits, jnp.zeros((), jnp.int32))
+
+
+def decode_mask(mask: int, metric_names) -> list[str]:
+  """Names of the metrics whose bits are set in `mask` (see `nonfinite_mask`, `guard_nonfinite`)."""
+  names = sorted(metric_names) + ["gradients/parameters"]
+  return [k for i, k in enumerate(names) if (int(mask) >> i) & 1]
+
+
+def _tree_all_finite(tree: PyTree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def guard_nonfinite(old: GANTrainState, new: GANTrainState, metrics: Metrics) -> tuple[GANTrainState, Metrics]:
+  """Keeps `old` parameters when the update produced NaN/Inf, and records the event.
+
+  A NaN loss or gradient makes the new parameters or optimizer moments non-finite;
+  selecting the old values inside the jitted step means no NaN can ever reach the
+  train state (hence no checkpoint), whatever the loop decides to do next.
+  """
+  mask = nonfinite_mask(metrics)
+  ok = (mask == 0) & _tree_all_finite((new.g_params, new.d_params, new.g_opt_state, new.d_opt_state,
+                                       new.g_batch_stats))
+  kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+  h = old.health
+  first = h["nonfinite_steps"] == 0
+  health = {
+      "nonfinite_steps": h["nonfinite_steps"] + (~ok).astype(jnp.int32),
+      "first_bad_step": jnp.where(first & ~ok, old.step + 1, h["first_bad_step"]),
+      # Losses finite but gradients were not: the extra bit len(metrics) says so.
+      "first_bad_mask": jnp.where(first & ~ok, jnp.where(mask == 0, 1 << len(metrics), mask),
+                                  h["first_bad_mask"]),
+  }
+  metrics = {**metrics, "nonfinite": (~ok).astype(jnp.float32)}
+  return kept.replace(step=new.step, health=health), metrics
 
 
 def generate(gan: GAN, g_params: PyTree, g_batch_stats: PyTree, z: jax.Array, labels: jax.Array | None,
@@ -180,6 +229,7 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
     return (state, fake_key_base), metrics
 
   def train_step(state: GANTrainState, batch: dict) -> tuple[GANTrainState, Metrics]:
+    old_state = state
     images, labels = batch["image"], batch["label"]
     if images.shape[0] != cfg.d_steps:
       raise ValueError(f"batch has {images.shape[0]} discriminator minibatches, config d_steps={cfg.d_steps}")
@@ -194,6 +244,6 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
     updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
     state = state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, updates),
                           g_opt_state=g_opt_state, g_batch_stats=batch_stats)
-    return state, {**d_metrics, **g_metrics}
+    return guard_nonfinite(old_state, state, {**d_metrics, **g_metrics})
 
   return train_step

@@ -1,0 +1,7 @@
+"""DCGAN on 28x28 MNIST (use --config.dataset=fashion_mnist for Fashion-MNIST)."""
+from experiments.configs import gan_common
+
+
+def get_config(variant=None):
+  config = gan_common.base_config("dcgan", dataset="mnist", loss="non_saturating")
+  return gan_common.apply_variant(config, variant)

@@ -1,0 +1,491 @@
+"""Speed of one full train step (D and G updates, optimizer included), JAX only.
+
+Everything here runs on synthetic data already on the device and measures ONE
+device, `jax.devices()[0]` (on a CPU host: all cores, through XLA's intra-op
+thread pool). Importing this module imports neither TensorFlow nor PyTorch, so
+it runs on accelerator machines that have only JAX; the optional PyTorch
+reference (`benchmarks.torch_reference`) is handed in by the caller as a function.
+
+Figures (see `run`): compile time, per-step time (median, min, max), images per
+second (`IMAGES_PER_SEC_DEFINITION`), FLOPs per step from XLA's cost analysis,
+achieved FLOP/s against a matmul peak measured in the same run, XLA's memory
+figures, and the images per second of the host input pipeline.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.extend.core as jax_core
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from gan_jax import data
+from gan_jax import models
+from gan_jax import parallel
+from gan_jax.models import upsample
+from gan_jax.train import classifier_step
+from gan_jax.train import gan_step
+from gan_jax.train import multi_step
+
+MODELS = ("mlp_gan_mnist", "dcgan_mnist", "dcgan_cifar10", "cgan_mnist", "acgan_mnist", "wgan_gp_mnist",
+          "classifier")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+IMAGES_PER_SEC_DEFINITION = ("real images consumed per second = batch_size * d_steps * steps_per_call / median call "
+                             "time (d_steps = 1 for the classifier)")
+# The classifier has no experiments/configs file; these are the usual Adam defaults.
+_CLASSIFIER_CONFIG = dict(model="classifier", dataset="mnist", d_steps=1, lr=1e-3, b1=0.9, b2=0.999)
+_VERSIONED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "torch")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What to measure. Zero / empty fields keep the model config's value or a default."""
+  model: str
+  batch_size: int = 128
+  steps: int = 50
+  warmup: int = 5
+  dtype: str = "float32"
+  upsample_impl: str = ""
+  width: int = 0
+  steps_per_call: int = 1
+  donate: bool = True
+  threads: int = 0
+  peak_size: int = 0
+  data_examples: int = 60_000
+  data_batches: int = 50
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """A pure single train step and how to feed it.
+
+  Attributes:
+    step_fn: `step(state, batch) -> (state, metrics)`.
+    init_fn: `init(key) -> state`.
+    batch_lead: leading batch shape of one step ([d_steps, B] for GANs, [B] for the classifier).
+    spec: JSON-able description of the model and step (what the PyTorch reference mirrors).
+  """
+  step_fn: Callable
+  init_fn: Callable
+  batch_lead: tuple[int, ...]
+  spec: dict
+
+
+def validate_options(opts: Options) -> None:
+  """Raises ValueError naming the bad value and the allowed ones."""
+  choices = {"model": (opts.model, MODELS), "dtype": (opts.dtype, tuple(DTYPES)),
+             "upsample_impl": (opts.upsample_impl, ("",) + upsample.UPSAMPLE_IMPLS)}
+  for name, (value, allowed) in choices.items():
+    if value not in allowed:
+      raise ValueError(f"Unknown {name} '{value}'; choose one of: {', '.join(a for a in allowed if a)}")
+  for name in ("batch_size", "steps", "steps_per_call", "data_examples", "data_batches"):
+    if getattr(opts, name) < 1:
+      raise ValueError(f"{name} must be a positive integer, got {getattr(opts, name)}")
+  for name in ("warmup", "width", "threads", "peak_size"):
+    if getattr(opts, name) < 0:
+      raise ValueError(f"{name} must be >= 0, got {getattr(opts, name)}")
+
+
+def load_config(model: str) -> ml_collections.ConfigDict:
+  """The training config of `model` (experiments/configs/<model>.py), so d_steps, betas etc. match training."""
+  if model == "classifier":
+    return ml_collections.ConfigDict(_CLASSIFIER_CONFIG)
+  return importlib.import_module(f"experiments.configs.{model}").get_config()
+
+
+def _plan(module) -> dict:
+  """A Flax module's layer plan as plain JSON: its dataclass fields, tuples as lists."""
+  skip = ("parent", "name", "dtype")
+  to_json = lambda v: [to_json(x) for x in v] if isinstance(v, (tuple, list)) else v
+  fields = {f.name: to_json(getattr(module, f.name)) for f in dataclasses.fields(module) if f.name not in skip}
+  return {"kind": type(module).__name__, **fields}
+
+
+def _common_spec(opts: Options, config, info, family: str, d_steps: int) -> dict:
+  return {"model": opts.model, "family": family, "dataset": config.dataset, "image_shape": list(info.image_shape),
+          "num_classes": info.num_classes, "batch_size": opts.batch_size, "d_steps": d_steps,
+          "steps": opts.steps, "warmup": opts.warmup, "seed": opts.seed}
+
+
+def build_target(opts: Options) -> Target:
+  """The jit-able step, initialiser and description of `opts.model` at `opts`' settings."""
+  validate_options(opts)
+  config = load_config(opts.model)
+  info = data.get_dataset_info(config.dataset)
+  shape = tuple(info.image_shape)
+  if opts.model == "classifier":
+    model = models.CNNClassifier(num_classes=info.num_classes)
+    tx = optax.adam(config.lr, b1=config.b1, b2=config.b2)
+    spec = {**_common_spec(opts, config, info, "classifier", 1), "classifier": _plan(model), "lr": config.lr,
+            "b1": config.b1, "b2": config.b2, "compute_dtype": "float32", "output_range": [0.0, 1.0]}
+    return Target(classifier_step.make_classifier_train_step(model, tx),
+                  lambda key: classifier_step.init_classifier_state(model, tx, key, shape),
+                  (opts.batch_size,), spec)
+  width = opts.width or config.width
+  impl = opts.upsample_impl or config.upsample_impl
+  gan = models.build_gan(config.model, image_shape=shape, num_classes=info.num_classes,
+                         z_dim=config.z_dim or None, width=width, conditioning=config.conditioning,
+                         upsample_impl=impl, dtype=DTYPES[opts.dtype])
+  cfg = gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
+                            aux_weight=config.aux_weight)
+  g_tx = gan_step.make_optimizer(config.lr_g, config.b1, config.b2)
+  d_tx = gan_step.make_optimizer(config.lr_d, config.b1, config.b2)
+  # Only the convolutional families take a compute dtype (build_gan ignores it for the MLP).
+  applied = opts.dtype if gan.name != "mlp_gan" else "float32"
+  spec = {**_common_spec(opts, config, info, gan.name, cfg.d_steps), "width": width, "z_dim": gan.z_dim,
+          "upsample_impl": impl if gan.name != "mlp_gan" else "n/a", "loss": cfg.loss,
+          "gp_weight": cfg.gp_weight, "aux_weight": cfg.aux_weight, "lr_g": config.lr_g, "lr_d": config.lr_d,
+          "b1": config.b1, "b2": config.b2, "conditional": gan.conditional, "d_takes_labels": gan.d_takes_labels,
+          "aux_classifier": gan.aux_classifier, "output_range": list(gan.output_range), "compute_dtype": applied,
+          "generator": _plan(gan.generator), "discriminator": _plan(gan.discriminator)}
+  return Target(gan_step.make_train_step(gan, cfg, g_tx, d_tx),
+                lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, shape),
+                (cfg.d_steps, opts.batch_size), spec)
+
+
+def param_count(state) -> int:
+  """Trainable parameters of a GAN or classifier state (arrays or ShapeDtypeStructs)."""
+  trees = (state.g_params, state.d_params) if hasattr(state, "g_params") else (state.params,)
+  return int(sum(math.prod(x.shape) for x in jax.tree.leaves(trees)))
+
+
+def jax_param_count(opts: Options) -> int:
+  """Parameter count of `opts.model` without running or compiling anything."""
+  target = build_target(opts)
+  return param_count(jax.eval_shape(target.init_fn, jax.random.PRNGKey(0)))
+
+
+def synthetic_batch(spec: dict, lead: tuple[int, ...], seed: int = 0) -> dict[str, np.ndarray]:
+  """Random images in the model's output range and random labels, [*lead, H, W, C] and [*lead]."""
+  rng = np.random.default_rng(seed)
+  lo, hi = spec["output_range"]
+  images = rng.uniform(lo, hi, lead + tuple(spec["image_shape"])).astype(np.float32)
+  return {"image": images, "label": rng.integers(0, spec["num_classes"], lead).astype(np.int32)}
+
+
+def summarize(times: list[float]) -> dict[str, float]:
+  return {"median": statistics.median(times), "min": min(times), "max": max(times), "mean": statistics.fmean(times)}
+
+
+def timed_calls(call: Callable, state, batch, num_calls: int) -> tuple[Any, list[float]]:
+  """Runs `state, metrics = call(state, batch)` num_calls times; seconds of each, blocked to completion."""
+  times = []
+  for _ in range(num_calls):
+    start = time.perf_counter()
+    state, metrics = call(state, batch)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - start)
+  return state, times
+
+
+def cost_flops(compiled) -> float | None:
+  """FLOPs from `compiled.cost_analysis()` (a dict, a one-element list, or None), or None."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except  # backends may not implement it
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  flops = (cost or {}).get("flops")
+  return float(flops) if flops and flops > 0 else None
+
+
+def unrolled_lowered_flops(fn: Callable, *args) -> float | None:
+  """XLA's FLOP count of `fn(*args)` lowered (not compiled) with every `lax.scan` unrolled.
+
+  Under `disable_jit`, `lax.scan` runs as a Python loop, so tracing there yields
+  straight-line code. Only lowered: its count is within a few percent of the
+  compiled one and it costs no compilation.
+  """
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
+  with jax.disable_jit():
+    closed = jax.make_jaxpr(fn)(*abstract)
+  return cost_flops(jax.jit(jax_core.jaxpr_as_fun(closed)).lower(*jax.tree.leaves(abstract)))
+
+
+def loop_corrected_flops(compiled, lowered, step_fn: Callable, state, one_batch) -> float | None:
+  """FLOPs of ONE step: the compiled call's count, corrected for loop trip counts.
+
+  XLA's cost analysis counts a while-loop body once, whatever its trip count, so
+  the d_steps critic updates of WGAN-GP (and the steps of a multi-step call) are
+  under-counted. The correction factor is the ratio of two counts of unoptimised
+  HLO: the step with its scans unrolled over the call as compiled (both by XLA).
+  """
+  raw = cost_flops(compiled)
+  if raw is None:
+    return None
+  unrolled, looped = unrolled_lowered_flops(step_fn, state, one_batch), cost_flops(lowered)
+  return raw * unrolled / looped if unrolled and looped else None
+
+
+def peak_matmul(dtype: Any, size: int, device: jax.Device, reps: int = 5) -> dict[str, float]:
+  """FLOP/s of a size x size matmul in `dtype`, compiled and timed like the step (median of reps)."""
+  k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+  a = jax.device_put(jax.random.normal(k1, (size, size), dtype), device)
+  b = jax.device_put(jax.random.normal(k2, (size, size), dtype), device)
+  matmul = jax.jit(jnp.matmul).lower(a, b).compile()
+  matmul(a, b).block_until_ready()
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    matmul(a, b).block_until_ready()
+    times.append(time.perf_counter() - start)
+  median = statistics.median(times)
+  return {"peak_flops_per_sec": 2.0 * size**3 / median, "peak_matmul_size": size, "peak_matmul_time_s": median}
+
+
+def memory_figures(compiled, device: jax.Device) -> dict[str, int | None]:
+  """XLA's static buffer sizes of the compiled step, and the device allocator's peak (None on CPU)."""
+  figures: dict[str, int | None] = {}
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    stats = None
+  names = ("argument", "output", "alias", "temp", "generated_code")
+  for name in names:
+    value = getattr(stats, f"{name}_size_in_bytes", None) if stats is not None else None
+    figures[f"{name}_bytes"] = int(value) if value is not None else None
+  if stats is not None:
+    # Inputs + outputs + scratch live at once; donated (aliased) buffers are counted once.
+    figures["compiled_peak_bytes"] = (figures["argument_bytes"] + figures["output_bytes"] + figures["temp_bytes"]
+                                      - figures["alias_bytes"])
+  else:
+    figures["compiled_peak_bytes"] = None
+  try:
+    device_stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except
+    device_stats = None
+  figures["device_peak_bytes_in_use"] = (device_stats or {}).get("peak_bytes_in_use")
+  return figures
+
+
+def host_batch(dataset: data.InMemoryDataset, step: int, batch_size: int, d_steps: int,
+               seed: int) -> dict[str, np.ndarray]:
+  """What the training loop does per step on one process: d_steps sampler batches, stacked."""
+  parts = [dataset.batch(step * d_steps + k, batch_size, seed) for k in range(d_steps)]
+  return {key: np.stack([p[key] for p in parts]) for key in ("image", "label")}
+
+
+def data_images_per_sec(spec: dict, num_examples: int, num_batches: int) -> float:
+  """Images per second of the in-memory input path alone, on synthetic uint8 data scaled to floats."""
+  rng = np.random.default_rng(spec["seed"])
+  num_examples = max(num_examples, spec["batch_size"])
+  raw = rng.integers(0, 256, (num_examples,) + tuple(spec["image_shape"]), dtype=np.uint8)
+  labels = rng.integers(0, spec["num_classes"], num_examples).astype(np.int32)
+  dataset = data.InMemoryDataset(data.scale_images(raw, spec["output_range"]), labels)
+  host_batch(dataset, 0, spec["batch_size"], spec["d_steps"], spec["seed"])  # warm the permutation cache
+  start = time.perf_counter()
+  for step in range(num_batches):
+    host_batch(dataset, step, spec["batch_size"], spec["d_steps"], spec["seed"])
+  return num_batches * spec["batch_size"] * spec["d_steps"] / (time.perf_counter() - start)
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str | None:
+  try:
+    return importlib.metadata.version(package)  # reads metadata: never imports torch
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def cpu_threads() -> int:
+  """CPUs this process may run on; XLA's CPU client sizes its intra-op thread pool from it."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def pin_threads(threads: int) -> int:
+  """Restricts the process to `threads` CPUs (0: leave as is); returns the CPUs it may use.
+
+  Call before JAX's backend starts, so XLA and the PyTorch reference use the same count.
+  """
+  if threads and hasattr(os, "sched_setaffinity") and threads < cpu_threads():
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+  return cpu_threads()
+
+
+def machine_info() -> dict[str, Any]:
+  device = jax.devices()[0]
+  return {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "cpu_threads_available": cpu_threads(),
+          "device_kind": device.device_kind, "platform": device.platform, "device_count": jax.device_count(),
+          "devices_measured": 1, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "python": platform.python_version(), "os": platform.platform(),
+          "versions": {p: _version(p) for p in _VERSIONED_PACKAGES}}
+
+
+def _measure_jax(opts: Options, target: Target) -> tuple[dict, Any]:
+  """Compiles and times the step on one device; returns the figures and the compiled step."""
+  k = opts.steps_per_call
+  device = jax.devices()[0]
+  mesh = parallel.make_mesh([device])
+  step_fn = target.step_fn if k == 1 else multi_step.scan_steps(target.step_fn, k)
+  lead = target.batch_lead if k == 1 else (k,) + target.batch_lead
+  batch_axis = len(lead) - 1
+  jitted = parallel.data_parallel_jit(step_fn, mesh, batch_axis=batch_axis, donate_state=opts.donate)
+  state = jax.jit(target.init_fn, out_shardings=parallel.replicated(mesh))(jax.random.PRNGKey(opts.seed))
+  batch = jax.device_put(synthetic_batch(target.spec, lead, opts.seed), parallel.batch_sharding(mesh, batch_axis))
+  start = time.perf_counter()
+  lowered = jitted.lower(state, batch)
+  lowered_at = time.perf_counter()
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - start
+  state, _ = timed_calls(compiled, state, batch, opts.warmup)
+  state, call_times = timed_calls(compiled, state, batch, opts.steps)
+  call = summarize(call_times)
+  step = {name: value / k for name, value in call.items()}
+  images_per_call = math.prod(target.batch_lead) * k
+  raw_flops = cost_flops(compiled)
+  has_loops = k > 1 or target.spec["d_steps"] > 1
+  one_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:] if k > 1 else x.shape, x.dtype), batch)
+  step_flops = (loop_corrected_flops(compiled, lowered, target.step_fn, state, one_batch) if has_loops
+                else raw_flops)
+  figures = {
+      "compile_time_s": compile_s, "lower_time_s": lowered_at - start, "timed_steps": opts.steps,
+      "warmup_steps": opts.warmup, "step_time_median_s": step["median"], "step_time_min_s": step["min"],
+      "step_time_max_s": step["max"], "step_time_mean_s": step["mean"], "call_time_median_s": call["median"],
+      "images_per_step": math.prod(target.batch_lead), "images_per_sec": images_per_call / call["median"],
+      "flops_per_step": step_flops, "xla_flops_per_call_raw": raw_flops,
+      "flops_source": ("XLA cost_analysis of the compiled step" +
+                       (", x (scans unrolled / as compiled) in lowered HLO: XLA counts a loop body once"
+                        if has_loops else "")),
+      "achieved_flops_per_sec": step_flops / step["median"] if step_flops else None,
+      "memory": memory_figures(compiled, device), "param_count": param_count(state),
+  }
+  return figures, compiled
+
+
+def _torch_comparison(result: dict, reference: Callable[[dict], dict]) -> dict:
+  """Runs the reference on the same spec; adds FLOP/s (XLA's count) and JAX speed-ups."""
+  spec = {**result["spec"], "threads": result["threads"], "platform": result["machine"]["platform"]}
+  torch_result = reference(spec)
+  speedups = {}
+  for mode in ("eager", "compiled"):
+    figures = torch_result.get(mode) or {}
+    if figures.get("step_time_median_s"):
+      flops = result["flops_per_step"]
+      figures["achieved_flops_per_sec"] = flops / figures["step_time_median_s"] if flops else None
+      # > 1: JAX is faster. Per-step times, so --steps_per_call is accounted for.
+      speedups[mode] = figures["step_time_median_s"] / result["step_time_median_s"]
+    else:
+      speedups[mode] = None
+  torch_result["param_count_matches_jax"] = torch_result.get("param_count") == result["param_count"]
+  result["torch"] = torch_result
+  result["jax_speedup_vs_torch"] = speedups
+  return result
+
+
+def run(opts: Options, reference: Callable[[dict], dict] | None = None) -> dict[str, Any]:
+  """Measures `opts.model`; with `reference`, also its PyTorch mirror (see benchmarks/torch_reference.py).
+
+  Returns:
+    A JSON-able dict: settings, machine, JAX figures, memory, input pipeline and,
+    with a reference, 'torch' and 'jax_speedup_vs_torch' (torch step time / JAX step time).
+  """
+  target = build_target(opts)
+  figures, _ = _measure_jax(opts, target)
+  spec = target.spec
+  device = jax.devices()[0]
+  peak_size = opts.peak_size or (2048 if device.platform == "cpu" else 8192)
+  peak = peak_matmul(DTYPES[spec["compute_dtype"]], peak_size, device)
+  achieved = figures["achieved_flops_per_sec"]
+  loading = data_images_per_sec(spec, opts.data_examples, opts.data_batches)
+  result = {
+      "model": opts.model, "options": dataclasses.asdict(opts), "spec": spec,
+      "batch_size": opts.batch_size, "d_steps": spec["d_steps"], "steps_per_call": opts.steps_per_call,
+      "dtype": spec["compute_dtype"], "upsample_impl": spec.get("upsample_impl", "n/a"), "donate": opts.donate,
+      "threads": opts.threads or os.cpu_count(), "xla_cpu_threads": cpu_threads(),
+      "images_per_sec_definition": IMAGES_PER_SEC_DEFINITION, **figures, **peak,
+      "fraction_of_peak": achieved / peak["peak_flops_per_sec"] if achieved else None,
+      "data_images_per_sec": loading, "data_to_train_ratio": loading / figures["images_per_sec"],
+      "machine": machine_info(), "torch": None, "jax_speedup_vs_torch": None,
+  }
+  result["data_meets_10x_target"] = result["data_to_train_ratio"] >= 10.0
+  return _torch_comparison(result, reference) if reference is not None else result
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
+  return "n/a" if value is None else f"{value / scale:,.{digits}f}"
+
+
+def _row(name: str, figures: dict) -> str:
+  step = (f"{_fmt(figures.get('step_time_median_s'), 1e-3, 2)} "
+          f"[{_fmt(figures.get('step_time_min_s'), 1e-3, 2)}, {_fmt(figures.get('step_time_max_s'), 1e-3, 2)}]")
+  flops = figures.get("achieved_flops_per_sec")
+  return (f"{name:<16}{_fmt(figures.get('compile_time_s'), 1, 2):>10}  {step:>28}  "
+          f"{_fmt(figures.get('images_per_sec')):>12}  {_fmt(flops, 1e9):>9}")
+
+
+def format_table(result: dict) -> str:
+  """A human-readable summary of `run`'s result."""
+  m = result["machine"]
+  lines = [
+      f"{result['model']}: batch {result['batch_size']}, d_steps {result['d_steps']}, "
+      f"steps/call {result['steps_per_call']}, dtype {result['dtype']}, upsample {result['upsample_impl']}, "
+      f"donate {result['donate']}",
+      f"device: {m['platform']} {m['device_kind']} ({m['cpu_model']}, {result['xla_cpu_threads']} threads), "
+      f"1 device measured; jax {m['versions']['jax']}, torch {m['versions']['torch']}",
+      f"{'':<16}{'compile s':>10}  {'step ms median [min, max]':>28}  {'images/s':>12}  {'GFLOP/s':>9}",
+      _row("jax (xla)", result)]
+  torch_result = result.get("torch")
+  if torch_result:
+    for mode, label in (("eager", "torch eager"), ("compiled", "torch.compile")):
+      figures = torch_result.get(mode) or {}
+      if figures.get("available", True):
+        lines.append(_row(label, figures))
+      else:
+        lines.append(f"{label:<16}unavailable: {figures.get('reason', '?')}")
+  lines += [
+      f"images/s: {result['images_per_sec_definition']}",
+      f"XLA FLOPs/step {_fmt(result['flops_per_step'], 1e9, 3)} G ({result['flops_source']}); peak "
+      f"{result['peak_matmul_size']}^2 {result['dtype']} matmul {_fmt(result['peak_flops_per_sec'], 1e9)} GFLOP/s; "
+      f"step at {_fmt(result['fraction_of_peak'], 0.01)}% of peak",
+      f"memory: XLA compiled peak {_fmt(result['memory']['compiled_peak_bytes'], 2**20)} MiB, device peak "
+      f"{_fmt(result['memory']['device_peak_bytes_in_use'], 2**20)} MiB",
+      f"input pipeline: {_fmt(result['data_images_per_sec'])} images/s = "
+      f"{result['data_to_train_ratio']:.1f}x the training rate (target >= 10x)"]
+  if torch_result:
+    speed = result["jax_speedup_vs_torch"]
+    lines.append(f"JAX speed-up (torch step time / JAX step time): eager {_fmt(speed['eager'], 1, 2)}, "
+                 f"torch.compile {_fmt(speed['compiled'], 1, 2)}; params jax {result['param_count']:,} "
+                 f"torch {torch_result.get('param_count', 0):,}; torch channels_last "
+                 f"{torch_result.get('channels_last')}, threads {torch_result.get('threads')}")
+  return "\n".join(lines)
+
+
+def _jsonable(value):
+  if isinstance(value, (np.generic,)):
+    return value.item()
+  raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def run_and_report(opts: Options, json_path: str | None = None,
+                   reference: Callable[[dict], dict] | None = None) -> dict[str, Any]:
+  """`run`, then prints the table and writes the result to `json_path` (if given)."""
+  result = run(opts, reference)
+  print(format_table(result), flush=True)
+  if json_path:
+    with open(json_path, "w") as f:
+      json.dump(result, f, indent=2, default=_jsonable)
+  return result

@@ -1,0 +1,73 @@
+"""Run folders: record the config, refuse to mix two different runs in one folder.
+
+A rerun with the same folder resumes; that is only meaningful with the same
+config. Fields that do not change what is computed (how long to run, how often
+to log) may change between reruns, so raising `num_steps` extends a finished run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Iterable
+
+import ml_collections
+
+CONFIG_FILE = "config.json"
+# Fields a rerun may change without changing the computation of earlier steps.
+RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every", "sample_every", "keep_checkpoints")
+
+
+class WorkdirConflictError(ValueError):
+  """The folder holds a run with a different config."""
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def config_differences(old: dict, new: dict, ignore: Iterable[str] = RESUMABLE_FIELDS) -> list[str]:
+  """'field: old -> new' for every differing top-level field not in `ignore`."""
+  ignore = set(ignore)
+  keys = sorted((set(old) | set(new)) - ignore)
+  return [f"{k}: {old.get(k, '<missing>')!r} -> {new.get(k, '<missing>')!r}" for k in keys
+          if old.get(k, "<missing>") != new.get(k, "<missing>")]
+
+
+def prepare(workdir: str, config: ml_collections.ConfigDict, overwrite: bool = False,
+            outputs: Iterable[str] = ("checkpoints", "metrics.jsonl", "tensorboard", "samples"),
+            resumable_fields: Iterable[str] = RESUMABLE_FIELDS) -> None:
+  """Creates `workdir` and writes config.json, checking it against an earlier run's.
+
+  Args:
+    workdir: run folder.
+    config: this run's config.
+    overwrite: discard an earlier run with a different config (its `outputs`) instead of refusing.
+    outputs: what an earlier run left in the folder, removed on overwrite.
+    resumable_fields: fields allowed to differ from the earlier run.
+
+  Raises:
+    WorkdirConflictError: the folder holds a run with a different config and overwrite is False.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, CONFIG_FILE)
+  new = config_to_dict(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    diffs = config_differences(old, new, resumable_fields)
+    if diffs and not overwrite:
+      raise WorkdirConflictError(
+          f"{workdir} holds a run with a different config ({'; '.join(diffs)}); use another --workdir, "
+          f"or pass --overwrite to discard that run")
+    if diffs:
+      for name in outputs:
+        target = os.path.join(workdir, name)
+        if os.path.isdir(target):
+          shutil.rmtree(target)
+        elif os.path.exists(target):
+          os.remove(target)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(new, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)

@@ -1,0 +1,104 @@
+"""The GAN training loop end to end on every config's :smoke variant, and exact resume."""
+import importlib
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan_jax import metric_writer
+from gan_jax.train import gan_loop
+
+CONFIGS = ["mlp_gan_mnist", "dcgan_mnist", "cgan_mnist", "acgan_mnist", "wgan_gp_mnist", "dcgan_cifar10"]
+REQUIRED_KEYS = {"step", "d_loss", "g_loss", "d_real", "d_fake", "images_per_sec"}
+TIMING_KEYS = {"images_per_sec"}
+
+
+def smoke_config(name, **overrides):
+  config = importlib.import_module(f"experiments.configs.{name}").get_config("smoke")
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def run(config, workdir, idx_dir):
+  if config.dataset == "cifar10":
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    with tfds.testing.mock_data(num_examples=64):
+      return gan_loop.train_gan(config, str(workdir), idx_dir=None)
+  return gan_loop.train_gan(config, str(workdir), idx_dir=str(idx_dir))
+
+
+def without_timing(records):
+  return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_smoke_config_writes_every_output(name, tmp_path, idx_dir):
+  config = smoke_config(name)
+  run(config, tmp_path, idx_dir)
+
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["model"] == config.model
+  records = metric_writer.read_metrics(str(tmp_path))
+  assert [r["step"] for r in records] == [5, 10, 15, 20]
+  for record in records:
+    assert REQUIRED_KEYS <= set(record), record
+    assert all(np.isfinite(record[k]) for k in REQUIRED_KEYS)
+    assert record["images_per_sec"] > 0
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tensorboard"))
+
+  grid = Image.open(tmp_path / "samples" / "step_00000020.png")
+  assert (tmp_path / "samples" / "step_00000010.png").exists()
+  height = 32 if config.dataset == "cifar10" else 28
+  rows = 10 if config.model in ("cgan", "acgan") else gan_loop.UNCONDITIONAL_GRID
+  assert grid.size[1] == rows * (height + 2) + 2
+  assert (tmp_path / "loss_curves.png").stat().st_size > 1000
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "20"]
+
+
+def test_rerun_resumes_exactly(tmp_path, idx_dir):
+  straight = tmp_path / "straight"
+  run(smoke_config("dcgan_mnist", checkpoint_every=10), straight, idx_dir)
+
+  resumed = tmp_path / "resumed"
+  run(smoke_config("dcgan_mnist", num_steps=10), resumed, idx_dir)
+  assert [r["step"] for r in metric_writer.read_metrics(str(resumed))] == [5, 10]
+  run(smoke_config("dcgan_mnist"), resumed, idx_dir)  # same command with num_steps raised to 20
+
+  expected = without_timing(metric_writer.read_metrics(str(straight)))
+  assert without_timing(metric_writer.read_metrics(str(resumed))) == expected
+  assert len(expected) == 4
+
+
+def test_finished_run_is_not_retrained(tmp_path, idx_dir):
+  config = smoke_config("mlp_gan_mnist")
+  run(config, tmp_path, idx_dir)
+  before = metric_writer.read_metrics(str(tmp_path))
+  record = run(config, tmp_path, idx_dir)
+  assert metric_writer.read_metrics(str(tmp_path)) == before
+  assert record["step"] == 20
+
+
+def test_workdir_with_a_different_config_is_refused(tmp_path, idx_dir):
+  run(smoke_config("mlp_gan_mnist", num_steps=5), tmp_path, idx_dir)
+  with pytest.raises(ValueError, match=r"different config \(lr_g: 0.0002 -> 0.001\).*--overwrite"):
+    run(smoke_config("mlp_gan_mnist", num_steps=5, lr_g=1e-3), tmp_path, idx_dir)
+  gan_loop.train_gan(smoke_config("mlp_gan_mnist", num_steps=5, lr_g=1e-3), str(tmp_path), idx_dir=str(idx_dir),
+                     overwrite=True)
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["lr_g"] == 1e-3
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model", "biggan", "Unknown model 'biggan'"),
+    ("loss", "kl", "Unknown loss 'kl'"),
+    ("dataset", "svhn", "Unknown dataset 'svhn'"),
+    ("batch_size", 12, "not divisible by the number of devices"),
+    ("on_nonfinite", "ignore", "Unknown on_nonfinite 'ignore'"),
+    ("num_steps", 0, "num_steps must be a positive integer"),
+])
+def test_bad_config_values_are_clear_errors(field, value, message, tmp_path):
+  with pytest.raises(ValueError, match=message):
+    gan_loop.train_gan(smoke_config("dcgan_mnist", **{field: value}), str(tmp_path), idx_dir=None)
