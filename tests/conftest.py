@@ -12,6 +12,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import pytest  # noqa: E402
+import tempfile  # noqa: E402
+
+# Many tests compile the same programs (every smoke run of one config builds the
+# same train step). A compilation cache shared by the session and its xdist
+# workers, and by the subprocess runs of the robustness tests, compiles each once.
+_CACHE_DIR = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                                   os.path.join(tempfile.gettempdir(), "gan_jax_test_xla_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 _DEFAULT_IDX_DIR = REPO_ROOT.parent / "shared" / "datasets"
