@@ -7,6 +7,7 @@ from typing import Callable
 
 from absl import flags
 from absl import logging
+import ml_collections
 
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() (auto-detects TPU VMs, SLURM, ...).")
@@ -25,6 +26,9 @@ def setup_runtime() -> None:
   """Quietens TensorFlow (imported lazily, only by TFDS pipelines), logs progress, starts multi-process JAX."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   logging.set_verbosity(logging.INFO)
+  # Orbax logs every save step at INFO through absl too; keep its warnings only.
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname)
   if _DISTRIBUTED.value or _COORDINATOR.value:
     from gan_jax import parallel  # pylint: disable=g-import-not-at-top
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -49,8 +53,39 @@ def run_cleanly(fn: Callable[[], object], failures: tuple[type[BaseException], .
     _exit(e, FAILURE_EXIT_CODE)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flags parser (for app.run) that reports config-file and override errors in one line.
+
+  ml_collections raises AttributeError/KeyError for an unknown --config.<field>,
+  OSError (with the loader's traceback inside) for a missing or failing config file.
+  """
+  try:
+    remaining = flags.FLAGS(argv)
+    # Config files load lazily; load them now so their errors are reported here.
+    for name in flags.FLAGS:
+      if "ConfigFlag" in type(flags.FLAGS[name]).__name__:
+        # A config that failed to load is a placeholder raising its load error on any access.
+        ml_collections.ConfigDict(flags.FLAGS[name].value.to_dict())
+    return remaining
+  except (AttributeError, KeyError) as e:
+    field = str(e).strip("'\"")
+    _exit(ValueError(f"Unknown config field '{field}': check the --config.<field> overrides against the config file"),
+          USAGE_EXIT_CODE)
+  except (flags.Error, OSError, ValueError, TypeError) as e:
+    _exit(e, USAGE_EXIT_CODE)
+  return []  # unreachable: _exit leaves
+
+
+def _one_line(error: BaseException) -> str:
+  """The error's last informative line: wrapped loader errors end with the root cause."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  if len(lines) > 1:
+    return lines[-1]
+  return lines[0] if lines else type(error).__name__
+
+
 def _exit(error: BaseException, code: int) -> None:
-  message = " ".join(str(error).split()) or type(error).__name__
+  message = _one_line(error)
   logging.flush()
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(code)

@@ -34,6 +34,12 @@ def config_differences(old: dict, new: dict, ignore: Iterable[str] = RESUMABLE_F
           if old.get(k, "<missing>") != new.get(k, "<missing>")]
 
 
+def _nonempty(path: str) -> bool:
+  if os.path.isdir(path):
+    return bool(os.listdir(path))
+  return os.path.exists(path) and os.path.getsize(path) > 0
+
+
 def prepare(workdir: str, config: ml_collections.ConfigDict, overwrite: bool = False,
             outputs: Iterable[str] = ("checkpoints", "metrics.jsonl", "tensorboard", "samples"),
             resumable_fields: Iterable[str] = RESUMABLE_FIELDS) -> None:
@@ -47,7 +53,7 @@ def prepare(workdir: str, config: ml_collections.ConfigDict, overwrite: bool = F
     resumable_fields: fields allowed to differ from the earlier run.
 
   Raises:
-    WorkdirConflictError: the folder holds a run with a different config and overwrite is False.
+    WorkdirConflictError: the folder holds outputs of a run with a different config and overwrite is False.
   """
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, CONFIG_FILE)
@@ -56,12 +62,15 @@ def prepare(workdir: str, config: ml_collections.ConfigDict, overwrite: bool = F
     with open(path) as f:
       old = json.load(f)
     diffs = config_differences(old, new, resumable_fields)
-    if diffs and not overwrite:
+    # A run that failed before producing anything (say, a bad imbalance count)
+    # must not block its corrected rerun.
+    produced = [name for name in outputs if _nonempty(os.path.join(workdir, name))]
+    if diffs and produced and not overwrite:
       raise WorkdirConflictError(
           f"{workdir} holds a run with a different config ({'; '.join(diffs)}); use another --workdir, "
           f"or pass --overwrite to discard that run")
-    if diffs:
-      for name in outputs:
+    if diffs and produced:
+      for name in produced:
         target = os.path.join(workdir, name)
         if os.path.isdir(target):
           shutil.rmtree(target)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import socket
 from typing import Sequence
 
 import numpy as np
@@ -112,6 +113,15 @@ def tfds_unavailable_error(name: str, split: str, cause: BaseException, *, allow
                               f"{_how_to_provide(get_dataset_info(name), split, idx_dir)}")
 
 
+def _check_network(host: str = "storage.googleapis.com", port: int = 443, timeout: float = 5.0) -> None:
+  """Raises ConnectionError quickly when the host TFDS downloads from cannot be reached."""
+  try:
+    with socket.create_connection((host, port), timeout=timeout):
+      pass
+  except OSError as e:
+    raise ConnectionError(f"no network: cannot reach {host}:{port} ({e})") from e
+
+
 def _load_tfds(info: DatasetInfo, split: str, data_dir: str | None, allow_download: bool,
                idx_dir: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
   """The whole split as NumPy arrays via TFDS; DataUnavailableError if TFDS cannot provide it."""
@@ -120,7 +130,15 @@ def _load_tfds(info: DatasetInfo, split: str, data_dir: str | None, allow_downlo
   except ImportError as e:
     raise tfds_unavailable_error(info.name, split, e, allow_download=allow_download, idx_dir=idx_dir) from e
   try:
-    ds = tfds.load(info.name, split=split, data_dir=data_dir, download=allow_download, as_supervised=True)
+    try:
+      # Data already prepared (or mocked in tests) needs no network.
+      ds = tfds.load(info.name, split=split, data_dir=data_dir, download=False, as_supervised=True)
+    except Exception:  # pylint: disable=broad-except
+      if not allow_download:
+        raise
+      # TFDS retries a failing download for minutes; without a network, say so at once.
+      _check_network()
+      ds = tfds.load(info.name, split=split, data_dir=data_dir, download=True, as_supervised=True)
     # Chunks rather than batch_size=-1: that sizes one batch from the split
     # metadata, which is absent under tfds.testing.mock_data (and then crashes TF).
     chunks = list(tfds.as_numpy(ds.batch(_TFDS_CHUNK)))

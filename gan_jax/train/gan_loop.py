@@ -162,38 +162,41 @@ def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | No
     ckpt.save(done, state)
     last_good = done
 
-  with preemption.StopSignal() as stop:
-    for step in range(start, config.num_steps):
-      batch = parallel.shard_batch(host_batch(dataset, step, config), mesh, batch_axis=1)
-      state, metrics = train_step(state, batch)
-      done = step + 1
-      is_last = done == config.num_steps
-      if metric_names is None:
-        metric_names = [k for k in metrics if k != "nonfinite"]
-      if done % config.log_every == 0 or is_last:
-        scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        scalars["nonfinite_skips"] = check_health(state, metric_names, config.on_nonfinite, last_good, ckpt_dir)
-        scalars["images_per_sec"] = tracker.rate(done) * images_per_step
-        writer.write(done, scalars)
-        last_record = {"step": done, **scalars}
-        tracker.report(done, f"d_loss={scalars['d_loss']:.4f} g_loss={scalars['g_loss']:.4f} "
-                             f"{scalars['images_per_sec']:.0f} img/s")
-      if is_writer and (done % config.sample_every == 0 or is_last):
-        images.save_grid(os.path.join(workdir, "samples", f"step_{done:08d}.png"),
-                         np.asarray(jax.device_get(sampler(state))), rows, cols, gan.output_range)
-      if done % config.checkpoint_every == 0 or is_last:
-        save(done)
-      if not is_last and stop.should_stop():
-        save(done)
-        ckpt.wait()
-        logging.warning("Stopped by %s at step %d; checkpoint saved in %s. Rerun the same command to resume.",
-                        stop.received or "a signal on another process", done, ckpt_dir)
-        last_record = {**last_record, "stopped_by": stop.received or "remote", "stopped_at": done}
-        break
+  try:
+    with preemption.StopSignal() as stop:
+      for step in range(start, config.num_steps):
+        batch = parallel.shard_batch(host_batch(dataset, step, config), mesh, batch_axis=1)
+        state, metrics = train_step(state, batch)
+        done = step + 1
+        is_last = done == config.num_steps
+        if metric_names is None:
+          metric_names = [k for k in metrics if k != "nonfinite"]
+        if done % config.log_every == 0 or is_last:
+          scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          scalars["nonfinite_skips"] = check_health(state, metric_names, config.on_nonfinite, last_good, ckpt_dir)
+          scalars["images_per_sec"] = tracker.rate(done) * images_per_step
+          writer.write(done, scalars)
+          last_record = {"step": done, **scalars}
+          tracker.report(done, f"d_loss={scalars['d_loss']:.4f} g_loss={scalars['g_loss']:.4f} "
+                               f"{scalars['images_per_sec']:.0f} img/s")
+        if is_writer and (done % config.sample_every == 0 or is_last):
+          images.save_grid(os.path.join(workdir, "samples", f"step_{done:08d}.png"),
+                           np.asarray(jax.device_get(sampler(state))), rows, cols, gan.output_range)
+        if done % config.checkpoint_every == 0 or is_last:
+          save(done)
+        if not is_last and stop.should_stop():
+          save(done)
+          ckpt.wait()
+          logging.warning("Stopped by %s at step %d; checkpoint saved in %s. Rerun the same command to resume.",
+                          stop.received or "a signal on another process", done, ckpt_dir)
+          last_record = {**last_record, "stopped_by": stop.received or "remote", "stopped_at": done}
+          break
+  finally:
+    # Also on errors: a pending async save must finish (or its thread dies at exit).
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
 
-  ckpt.wait()
-  ckpt.close()
-  writer.close()
   if is_writer and "stopped_by" not in last_record:
     records = metric_writer.read_metrics(workdir)
     last_record = last_record or (records[-1] if records else {})
