@@ -36,7 +36,11 @@ def base_config(model: str, dataset: str = "mnist", loss: str = "non_saturating"
   config.gp_weight = 0.0
   config.aux_weight = 1.0
   # Data: '' or 'none' trains on the full split; otherwise an imbalance profile name.
-  config.imbalance = "none"
+  config.imbalance = "none"  # e.g. deepsmote_100, exponential, step, or '4000,2000,...'
+  config.imbalance_rho = 0.0  # exponential: n_i = n_max * rho^(-i/(C-1))
+  config.imbalance_n_max = 0
+  config.imbalance_minority_classes = ""  # step: e.g. '0,2,4'
+  config.imbalance_fraction = 0.0  # step: share of each minority class kept
   config.keep_checkpoints = 3
   # NaN/Inf in a loss or gradient: 'error' stops the run naming the step; 'skip' drops the update.
   config.on_nonfinite = "error"

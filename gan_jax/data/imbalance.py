@@ -55,9 +55,11 @@ def _check_labels(labels: np.ndarray, num_classes: int) -> None:
 def _parse_explicit(profile: str | Sequence[int]) -> list[int] | None:
   """The counts of an explicit profile (a sequence or a '4000,2000,...' string), else None."""
   if isinstance(profile, str):
-    if not profile.replace(",", "").replace(" ", "").isdigit():
+    parts = [p.strip() for p in profile.split(",") if p.strip()]
+    # Signed integers count as explicit counts, so '-5,10' reaches the positivity check.
+    if not parts or not all(p.lstrip("+-").isdigit() for p in parts):
       return None
-    profile = [p for p in profile.split(",") if p.strip()]
+    profile = parts
   return [int(c) for c in profile]
 
 
@@ -87,6 +89,17 @@ def _step(available: np.ndarray, minority_classes: Sequence[int] | None, fractio
       raise ValueError(f"profile 'step': minority class {c} is out of range [0, {num_classes})")
   minority = set(int(c) for c in minority_classes)
   return [int(round(fraction * n)) if c in minority else int(n) for c, n in enumerate(available)]
+
+
+def params_from_config(config) -> dict[str, Any]:
+  """Profile parameters from a config's `imbalance_*` fields (zero or empty means unset)."""
+  minority = str(config.get("imbalance_minority_classes", "") or "")
+  return {
+      "rho": config.get("imbalance_rho") or None,
+      "n_max": config.get("imbalance_n_max") or None,
+      "minority_classes": [int(c) for c in minority.split(",") if c.strip()] or None,
+      "fraction": config.get("imbalance_fraction") or None,
+  }
 
 
 def profile_counts(profile: str | Sequence[int], available: Sequence[int] | np.ndarray, **params: Any) -> list[int]:

@@ -67,7 +67,8 @@ def load_train_data(config: ml_collections.ConfigDict, output_range, idx_dir: st
   raw_images, labels = data.load_arrays(config.dataset, "train", idx_dir=idx_dir)
   if config.imbalance not in ("", "none"):
     info = data.get_dataset_info(config.dataset)
-    counts = data.profile_counts(config.imbalance, data.class_counts(labels, info.num_classes))
+    counts = data.profile_counts(config.imbalance, data.class_counts(labels, info.num_classes),
+                                 **data.imbalance.params_from_config(config))
     keep = data.make_imbalanced(labels, counts, config.seed, num_classes=info.num_classes)
     raw_images, labels = raw_images[keep], labels[keep]
   return data.InMemoryDataset(data.scale_images(raw_images, output_range), labels)

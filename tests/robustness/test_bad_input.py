@@ -30,7 +30,7 @@ def assert_one_line_error(result, fragment, seconds):
     (["--config.batch_size=12"], "batch_size=12 is not divisible by the number of devices (8)"),
     ([f"--config.imbalance={TEN(7000)}"], "class 0 has 5923 images, asked for 7000"),
     ([f"--config.imbalance={TEN(0)}"], "must be positive, got 0"),
-    ([f"--config.imbalance={TEN(-5)}"], "-5"),
+    ([f"--config.imbalance={TEN(-5)}"], "must be positive, got -5"),
     (["--config.imbalance=4000,2000,1000"], "3 counts but the data has 10 classes"),
     (["--config.imbalance=pareto"], "Unknown imbalance profile 'pareto'"),
 ])

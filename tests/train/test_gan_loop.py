@@ -102,3 +102,18 @@ def test_workdir_with_a_different_config_is_refused(tmp_path, idx_dir):
 def test_bad_config_values_are_clear_errors(field, value, message, tmp_path):
   with pytest.raises(ValueError, match=message):
     gan_loop.train_gan(smoke_config("dcgan_mnist", **{field: value}), str(tmp_path), idx_dir=None)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (dict(imbalance="deepsmote_100"), [4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40]),
+    (dict(imbalance="exponential", imbalance_rho=100.0, imbalance_n_max=1000), [1000, 599, 359, 215, 129, 77, 46, 28, 17, 10]),
+    (dict(imbalance="step", imbalance_minority_classes="1,3", imbalance_fraction=0.01), None),
+])
+def test_imbalanced_training_data(overrides, expected, idx_dir):
+  config = smoke_config("mlp_gan_mnist", **overrides)
+  dataset = gan_loop.load_train_data(config, (0.0, 1.0), str(idx_dir))
+  counts = np.bincount(dataset.labels, minlength=10).tolist()
+  if expected is None:  # step: classes 1 and 3 keep 1 %, the others everything
+    expected = [5923, 67, 5958, 61, 5842, 5421, 5918, 6265, 5851, 5949]
+  assert counts == expected
+  assert dataset.images.min() >= 0.0 and dataset.images.max() <= 1.0
