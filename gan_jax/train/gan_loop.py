@@ -1,8 +1,8 @@
 """The GAN training loop behind `experiments.train_gan`.
 
-Reads the training split into host memory once, then feeds global batches chosen
-by `gan_jax.data.sampler` (a pure function of seed and step), so a restored run
-sees exactly the batches an uninterrupted run would have seen.
+Puts the training split on the devices once (`DeviceDataset`), then feeds global
+batches chosen by `gan_jax.data.sampler` (a pure function of seed and step), so a
+restored run sees exactly the batches an uninterrupted run would have seen.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from absl import logging
 
 from gan_jax import checkpoint
 from gan_jax import data
+from gan_jax.data import device_dataset
 from gan_jax import images
 from gan_jax import metric_writer
 from gan_jax import models
@@ -62,23 +63,22 @@ def build_step_config(config: ml_collections.ConfigDict) -> gan_step.StepConfig:
                              aux_weight=config.aux_weight)
 
 
-def load_train_data(config: ml_collections.ConfigDict, output_range, idx_dir: str | None) -> data.InMemoryDataset:
-  """The (optionally imbalanced) training split, scaled to the generator's output range."""
-  raw_images, labels = data.load_arrays(config.dataset, "train", idx_dir=idx_dir)
+def load_train_arrays(config: ml_collections.ConfigDict, idx_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+  """The (optionally imbalanced) training split: uint8 images [N, H, W, C] and int32 labels."""
+  images, labels = data.load_arrays(config.dataset, "train", idx_dir=idx_dir)
   if config.imbalance not in ("", "none"):
     info = data.get_dataset_info(config.dataset)
     counts = data.profile_counts(config.imbalance, data.class_counts(labels, info.num_classes),
                                  **data.imbalance.params_from_config(config))
     keep = data.make_imbalanced(labels, counts, config.seed, num_classes=info.num_classes)
-    raw_images, labels = raw_images[keep], labels[keep]
-  return data.InMemoryDataset(data.scale_images(raw_images, output_range), labels)
+    images, labels = images[keep], labels[keep]
+  return images, labels
 
 
-def host_batch(dataset: data.InMemoryDataset, step: int, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-  """This process's rows of the `d_steps` real minibatches of train step `step`: [d_steps, B_local, ...]."""
-  parts = [dataset.batch(step * config.d_steps + k, config.batch_size, config.seed,
-                         jax.process_index(), jax.process_count()) for k in range(config.d_steps)]
-  return {key: np.stack([p[key] for p in parts]) for key in ("image", "label")}
+def step_batches(dataset: device_dataset.DeviceDataset, step: int, config: ml_collections.ConfigDict) -> dict:
+  """The `d_steps` real minibatches of train step `step`, sharded: [d_steps, B, ...]."""
+  first = step * config.d_steps
+  return dataset.batches(range(first, first + config.d_steps), config.batch_size, config.seed)
 
 
 def fixed_sample_inputs(gan: models.GAN, seed: int) -> tuple[jax.Array, jax.Array, int, int]:
@@ -134,7 +134,7 @@ def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | No
 
   gan = build_gan(config, info)
   g_tx, d_tx = build_optimizers(config)
-  dataset = load_train_data(config, gan.output_range, idx_dir)
+  dataset = device_dataset.DeviceDataset(*load_train_arrays(config, idx_dir), mesh, gan.output_range)
   init = jax.jit(lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, info.image_shape),
                  out_shardings=parallel.replicated(mesh))
   state = init(jax.random.PRNGKey(config.seed))
@@ -166,8 +166,7 @@ def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | No
   try:
     with preemption.StopSignal() as stop:
       for step in range(start, config.num_steps):
-        batch = parallel.shard_batch(host_batch(dataset, step, config), mesh, batch_axis=1)
-        state, metrics = train_step(state, batch)
+        state, metrics = train_step(state, step_batches(dataset, step, config))
         done = step + 1
         is_last = done == config.num_steps
         if metric_names is None:
