@@ -161,3 +161,72 @@ def get_adversarial_losses(name: str):
   if name not in ADVERSARIAL_LOSSES:
     raise ValueError(f"Unknown loss '{name}'; choose one of: {', '.join(sorted(ADVERSARIAL_LOSSES))}")
   return ADVERSARIAL_LOSSES[name]
+
+
+# ---------------------------------------------------------------------------
+# Autoencoder and VAE losses. Unlike the GAN losses above, these return one
+# value per example (shape [N]): the ELBO is a per-image quantity, and anomaly
+# scoring ranks individual test images, so callers average only when training.
+# ---------------------------------------------------------------------------
+
+
+def _sum_per_example(x: Array) -> Array:
+  """Sums every axis but the first: [N, ...] -> [N]."""
+  return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+
+
+def gaussian_kl(mean: Array, logvar: Array) -> Array:
+  """KL(N(mean, exp(logvar)) || N(0, I)) of a diagonal Gaussian, in nats.
+
+  Closed form (Kingma & Welling, 2014, appendix B), per latent dimension:
+  0.5 * (mean^2 + var - 1 - logvar).
+
+  Args:
+    mean: [N, D] posterior means.
+    logvar: [N, D] posterior log-variances.
+
+  Returns:
+    [N] KL divergence of each example, summed over the D latent dimensions.
+  """
+  # expm1 keeps var - 1 - logvar accurate (and >= 0) when logvar is near 0.
+  per_dim = 0.5 * (jnp.square(mean) + jnp.expm1(logvar) - logvar)
+  return _sum_per_example(per_dim)
+
+
+def bernoulli_reconstruction_loss(logits: Array, x: Array) -> Array:
+  """-log p(x | logits) of independent Bernoulli pixels, summed over pixels.
+
+  Sigmoid cross-entropy in the softplus form, finite for any logit: for targets
+  in [0, 1] (grey levels, not only binary) it is the usual "BCE" VAE loss.
+
+  Args:
+    logits: [N, ...] decoder logits.
+    x: targets in [0, 1], same shape.
+
+  Returns:
+    [N] reconstruction loss in nats.
+  """
+  # -x log s(l) - (1 - x) log(1 - s(l)) = softplus(l) - x * l
+  return _sum_per_example(jax.nn.softplus(logits) - x * logits)
+
+
+def gaussian_reconstruction_loss(x_hat: Array, x: Array, log_scale: Array | float = 0.0) -> Array:
+  """-log N(x; x_hat, exp(log_scale)^2) summed over pixels (a density, so it may be negative).
+
+  Args:
+    x_hat: [N, ...] decoder means.
+    x: targets, same shape.
+    log_scale: log standard deviation, a scalar or broadcastable to x.
+
+  Returns:
+    [N] negative log-density in nats.
+  """
+  log_scale = jnp.broadcast_to(jnp.asarray(log_scale, x_hat.dtype), x_hat.shape)
+  z = (x - x_hat) * jnp.exp(-log_scale)
+  per_pixel = 0.5 * jnp.square(z) + log_scale + 0.5 * jnp.log(2.0 * jnp.pi)
+  return _sum_per_example(per_pixel)
+
+
+def squared_error(x_hat: Array, x: Array) -> Array:
+  """||x - x_hat||^2 of each example: [N, ...] -> [N] (the autoencoder loss and anomaly score)."""
+  return _sum_per_example(jnp.square(x - x_hat))

@@ -1,0 +1,37 @@
+r"""Trains an autoencoder, VAE or conditional VAE and reports its test-set figures.
+
+  python -m experiments.train_vae --config=experiments/configs/vae_mnist.py:smoke --workdir=/tmp/vae \
+      [--config.latent_dim=2] [--config.likelihood=gaussian] [--config.binarize=True]
+
+Configs: ae_mnist.py, vae_mnist.py, cvae_mnist.py (--config.model=aae for the
+adversarially trained autoencoder). Writes results.json (test_neg_elbo_nats for
+(C)VAEs, test_recon_mse for all), reconstructions.png, samples.png,
+latent_traversal.png and, with latent_dim=2, latent_scatter.png and manifold.png.
+A rerun with the same --workdir resumes from its latest checkpoint; SIGTERM/SIGINT
+checkpoint the current step and exit 0.
+"""
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import common
+from gan_jax.train import vae_loop
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Autoencoder config file (path[:variant]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (created; resumed if it holds checkpoints).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Discard an earlier run with a different config in --workdir.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  common.setup_runtime()
+  common.run_cleanly(
+      lambda: vae_loop.train_vae(_CONFIG.value, _WORKDIR.value, idx_dir=common.idx_dir(), overwrite=_OVERWRITE.value),
+      failures=(vae_loop.NonFiniteError,))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=common.parse_flags)
