@@ -7,9 +7,9 @@ it runs on accelerator machines that have only JAX; the optional PyTorch
 reference (`benchmarks.torch_reference`) is handed in by the caller as a function.
 
 Figures (see `run`): compile time, per-step time (median, min, max), images per
-second (`IMAGES_PER_SEC_DEFINITION`), FLOPs per step from XLA's cost analysis,
-achieved FLOP/s against a matmul peak measured in the same run, XLA's memory
-figures, and the images per second of the host input pipeline.
+second (`IMAGES_PER_SEC_DEFINITION`), FLOPs per step from XLA's cost analysis
+(`step_flops`), achieved FLOP/s against a matmul peak measured in the same run and
+dtype, XLA's memory figures, and the images per second of the host input pipeline.
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.extend.core as jax_core
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -34,6 +33,7 @@ import optax
 from gan_jax import data
 from gan_jax import models
 from gan_jax import parallel
+from gan_jax.data import device_dataset
 from gan_jax.models import upsample
 from gan_jax.train import classifier_step
 from gan_jax.train import gan_step
@@ -60,12 +60,16 @@ class Options:
   upsample_impl: str = ""
   width: int = 0
   steps_per_call: int = 1
+  unroll_loops: bool = False
   donate: bool = True
   threads: int = 0
   peak_size: int = 0
   data_examples: int = 60_000
   data_batches: int = 50
   seed: int = 0
+  # XLA compiler options of the step, e.g. {"xla_backend_optimization_level": 1} to
+  # compile faster in tests (the timings are then not representative).
+  compiler_options: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,32 +207,22 @@ def cost_flops(compiled) -> float | None:
   return float(flops) if flops and flops > 0 else None
 
 
-def unrolled_lowered_flops(fn: Callable, *args) -> float | None:
-  """XLA's FLOP count of `fn(*args)` lowered (not compiled) with every `lax.scan` unrolled.
+def step_flops(step_fn: Callable, state, batch) -> float | None:
+  """FLOPs of one step: XLA's cost analysis of its HLO as lowered for the host CPU, loops unrolled.
 
-  Under `disable_jit`, `lax.scan` runs as a Python loop, so tracing there yields
-  straight-line code. Only lowered: its count is within a few percent of the
-  compiled one and it costs no compilation.
+  Why not the compiled module's count (also reported): XLA counts a while-loop body
+  once whatever its trip count (the d_steps critic updates of WGAN-GP, the steps
+  of a multi-step call), and after compilation for GPU, convolutions are cuDNN
+  custom calls that it counts as 0 FLOPs. Lowered HLO is the same program on every
+  platform; lowering it for the CPU makes the analysis available everywhere (GPU
+  backends do not analyse unoptimised HLO). On CPU the counts agree within ~3%.
   """
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
-  with jax.disable_jit():
-    closed = jax.make_jaxpr(fn)(*abstract)
-  return cost_flops(jax.jit(jax_core.jaxpr_as_fun(closed)).lower(*jax.tree.leaves(abstract)))
-
-
-def loop_corrected_flops(compiled, lowered, step_fn: Callable, state, one_batch) -> float | None:
-  """FLOPs of ONE step: the compiled call's count, corrected for loop trip counts.
-
-  XLA's cost analysis counts a while-loop body once, whatever its trip count, so
-  the d_steps critic updates of WGAN-GP (and the steps of a multi-step call) are
-  under-counted. The correction factor is the ratio of two counts of unoptimised
-  HLO: the step with its scans unrolled over the call as compiled (both by XLA).
-  """
-  raw = cost_flops(compiled)
-  if raw is None:
-    return None
-  unrolled, looped = unrolled_lowered_flops(step_fn, state, one_batch), cost_flops(lowered)
-  return raw * unrolled / looped if unrolled and looped else None
+  try:
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+  except RuntimeError:  # no CPU backend (JAX_PLATFORMS excludes it): analyse for the default one
+    sharding = None
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), (state, batch))
+  return cost_flops(jax.jit(multi_step.unroll_loops(step_fn)).lower(*abstract))
 
 
 def peak_matmul(dtype: Any, size: int, device: jax.Device, reps: int = 5) -> dict[str, float]:
@@ -244,7 +238,10 @@ def peak_matmul(dtype: Any, size: int, device: jax.Device, reps: int = 5) -> dic
     matmul(a, b).block_until_ready()
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
-  return {"peak_flops_per_sec": 2.0 * size**3 / median, "peak_matmul_size": size, "peak_matmul_time_s": median}
+  # The step's convolutions run at the same default precision (TF32 for float32 on NVIDIA GPUs).
+  precision = jax.config.jax_default_matmul_precision or "default"
+  return {"peak_flops_per_sec": 2.0 * size**3 / median, "peak_matmul_size": size, "peak_matmul_time_s": median,
+          "peak_matmul_precision": precision}
 
 
 def memory_figures(compiled, device: jax.Device) -> dict[str, int | None]:
@@ -272,25 +269,24 @@ def memory_figures(compiled, device: jax.Device) -> dict[str, int | None]:
   return figures
 
 
-def host_batch(dataset: data.InMemoryDataset, step: int, batch_size: int, d_steps: int,
-               seed: int) -> dict[str, np.ndarray]:
-  """What the training loop does per step on one process: d_steps sampler batches, stacked."""
-  parts = [dataset.batch(step * d_steps + k, batch_size, seed) for k in range(d_steps)]
-  return {key: np.stack([p[key] for p in parts]) for key in ("image", "label")}
+def data_images_per_sec(spec: dict, num_examples: int, num_batches: int, device: jax.Device) -> float:
+  """Images per second of the training loop's input path alone (`DeviceDataset`), synthetic uint8 data.
 
-
-def data_images_per_sec(spec: dict, num_examples: int, num_batches: int) -> float:
-  """Images per second of the in-memory input path alone, on synthetic uint8 data scaled to floats."""
+  Per step the loop computes the batch's row indices on the host, ships them and
+  gathers + scales the rows on the device; each timed batch is blocked on.
+  """
   rng = np.random.default_rng(spec["seed"])
   num_examples = max(num_examples, spec["batch_size"])
   raw = rng.integers(0, 256, (num_examples,) + tuple(spec["image_shape"]), dtype=np.uint8)
   labels = rng.integers(0, spec["num_classes"], num_examples).astype(np.int32)
-  dataset = data.InMemoryDataset(data.scale_images(raw, spec["output_range"]), labels)
-  host_batch(dataset, 0, spec["batch_size"], spec["d_steps"], spec["seed"])  # warm the permutation cache
+  mesh = parallel.make_mesh([device])
+  dataset = device_dataset.DeviceDataset(raw, labels, mesh, spec["output_range"])
+  d_steps, batch_size, seed = spec["d_steps"], spec["batch_size"], spec["seed"]
+  jax.block_until_ready(dataset.batches(range(d_steps), batch_size, seed))  # compile, warm caches
   start = time.perf_counter()
   for step in range(num_batches):
-    host_batch(dataset, step, spec["batch_size"], spec["d_steps"], spec["seed"])
-  return num_batches * spec["batch_size"] * spec["d_steps"] / (time.perf_counter() - start)
+    jax.block_until_ready(dataset.batches(range(step * d_steps, (step + 1) * d_steps), batch_size, seed))
+  return num_batches * batch_size * d_steps / (time.perf_counter() - start)
 
 
 def _cpu_model() -> str:
@@ -335,45 +331,42 @@ def machine_info() -> dict[str, Any]:
           "versions": {p: _version(p) for p in _VERSIONED_PACKAGES}}
 
 
-def _measure_jax(opts: Options, target: Target) -> tuple[dict, Any]:
-  """Compiles and times the step on one device; returns the figures and the compiled step."""
+def _measure_jax(opts: Options, target: Target) -> dict[str, Any]:
+  """Compiles and times the step on one device (the donated state is threaded through the calls)."""
   k = opts.steps_per_call
   device = jax.devices()[0]
   mesh = parallel.make_mesh([device])
-  step_fn = target.step_fn if k == 1 else multi_step.scan_steps(target.step_fn, k)
+  step_fn = multi_step.unroll_loops(target.step_fn) if opts.unroll_loops else target.step_fn
+  step_fn = step_fn if k == 1 else multi_step.scan_steps(step_fn, k)
   lead = target.batch_lead if k == 1 else (k,) + target.batch_lead
   batch_axis = len(lead) - 1
   jitted = parallel.data_parallel_jit(step_fn, mesh, batch_axis=batch_axis, donate_state=opts.donate)
-  state = jax.jit(target.init_fn, out_shardings=parallel.replicated(mesh))(jax.random.PRNGKey(opts.seed))
+  init = jax.jit(target.init_fn, out_shardings=parallel.replicated(mesh)).lower(jax.random.PRNGKey(opts.seed))
+  state = init.compile(compiler_options=opts.compiler_options)(jax.random.PRNGKey(opts.seed))
   batch = jax.device_put(synthetic_batch(target.spec, lead, opts.seed), parallel.batch_sharding(mesh, batch_axis))
   start = time.perf_counter()
   lowered = jitted.lower(state, batch)
   lowered_at = time.perf_counter()
-  compiled = lowered.compile()
+  compiled = lowered.compile(compiler_options=opts.compiler_options)
   compile_s = time.perf_counter() - start
   state, _ = timed_calls(compiled, state, batch, opts.warmup)
   state, call_times = timed_calls(compiled, state, batch, opts.steps)
   call = summarize(call_times)
   step = {name: value / k for name, value in call.items()}
   images_per_call = math.prod(target.batch_lead) * k
-  raw_flops = cost_flops(compiled)
-  has_loops = k > 1 or target.spec["d_steps"] > 1
   one_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:] if k > 1 else x.shape, x.dtype), batch)
-  step_flops = (loop_corrected_flops(compiled, lowered, target.step_fn, state, one_batch) if has_loops
-                else raw_flops)
+  flops = step_flops(target.step_fn, state, one_batch)
   figures = {
       "compile_time_s": compile_s, "lower_time_s": lowered_at - start, "timed_steps": opts.steps,
       "warmup_steps": opts.warmup, "step_time_median_s": step["median"], "step_time_min_s": step["min"],
       "step_time_max_s": step["max"], "step_time_mean_s": step["mean"], "call_time_median_s": call["median"],
       "images_per_step": math.prod(target.batch_lead), "images_per_sec": images_per_call / call["median"],
-      "flops_per_step": step_flops, "xla_flops_per_call_raw": raw_flops,
-      "flops_source": ("XLA cost_analysis of the compiled step" +
-                       (", x (scans unrolled / as compiled) in lowered HLO: XLA counts a loop body once"
-                        if has_loops else "")),
-      "achieved_flops_per_sec": step_flops / step["median"] if step_flops else None,
+      "flops_per_step": flops, "xla_flops_per_call_compiled": cost_flops(compiled),
+      "flops_source": "XLA cost analysis of the step's lowered HLO, loops unrolled (see benchmark.step_flops)",
+      "achieved_flops_per_sec": flops / step["median"] if flops else None,
       "memory": memory_figures(compiled, device), "param_count": param_count(state),
   }
-  return figures, compiled
+  return figures
 
 
 def _torch_comparison(result: dict, reference: Callable[[dict], dict]) -> dict:
@@ -404,17 +397,18 @@ def run(opts: Options, reference: Callable[[dict], dict] | None = None) -> dict[
     with a reference, 'torch' and 'jax_speedup_vs_torch' (torch step time / JAX step time).
   """
   target = build_target(opts)
-  figures, _ = _measure_jax(opts, target)
+  figures = _measure_jax(opts, target)
   spec = target.spec
   device = jax.devices()[0]
   peak_size = opts.peak_size or (2048 if device.platform == "cpu" else 8192)
   peak = peak_matmul(DTYPES[spec["compute_dtype"]], peak_size, device)
   achieved = figures["achieved_flops_per_sec"]
-  loading = data_images_per_sec(spec, opts.data_examples, opts.data_batches)
+  loading = data_images_per_sec(spec, opts.data_examples, opts.data_batches, device)
   result = {
       "model": opts.model, "options": dataclasses.asdict(opts), "spec": spec,
       "batch_size": opts.batch_size, "d_steps": spec["d_steps"], "steps_per_call": opts.steps_per_call,
-      "dtype": spec["compute_dtype"], "upsample_impl": spec.get("upsample_impl", "n/a"), "donate": opts.donate,
+      "unroll_loops": opts.unroll_loops, "dtype": spec["compute_dtype"],
+      "upsample_impl": spec.get("upsample_impl", "n/a"), "donate": opts.donate,
       "threads": opts.threads or os.cpu_count(), "xla_cpu_threads": cpu_threads(),
       "images_per_sec_definition": IMAGES_PER_SEC_DEFINITION, **figures, **peak,
       "fraction_of_peak": achieved / peak["peak_flops_per_sec"] if achieved else None,
@@ -425,67 +419,12 @@ def run(opts: Options, reference: Callable[[dict], dict] | None = None) -> dict[
   return _torch_comparison(result, reference) if reference is not None else result
 
 
-def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
-  return "n/a" if value is None else f"{value / scale:,.{digits}f}"
-
-
-def _row(name: str, figures: dict) -> str:
-  step = (f"{_fmt(figures.get('step_time_median_s'), 1e-3, 2)} "
-          f"[{_fmt(figures.get('step_time_min_s'), 1e-3, 2)}, {_fmt(figures.get('step_time_max_s'), 1e-3, 2)}]")
-  flops = figures.get("achieved_flops_per_sec")
-  return (f"{name:<16}{_fmt(figures.get('compile_time_s'), 1, 2):>10}  {step:>28}  "
-          f"{_fmt(figures.get('images_per_sec')):>12}  {_fmt(flops, 1e9):>9}")
-
-
-def format_table(result: dict) -> str:
-  """A human-readable summary of `run`'s result."""
-  m = result["machine"]
-  lines = [
-      f"{result['model']}: batch {result['batch_size']}, d_steps {result['d_steps']}, "
-      f"steps/call {result['steps_per_call']}, dtype {result['dtype']}, upsample {result['upsample_impl']}, "
-      f"donate {result['donate']}",
-      f"device: {m['platform']} {m['device_kind']} ({m['cpu_model']}, {result['xla_cpu_threads']} threads), "
-      f"1 device measured; jax {m['versions']['jax']}, torch {m['versions']['torch']}",
-      f"{'':<16}{'compile s':>10}  {'step ms median [min, max]':>28}  {'images/s':>12}  {'GFLOP/s':>9}",
-      _row("jax (xla)", result)]
-  torch_result = result.get("torch")
-  if torch_result:
-    for mode, label in (("eager", "torch eager"), ("compiled", "torch.compile")):
-      figures = torch_result.get(mode) or {}
-      if figures.get("available", True):
-        lines.append(_row(label, figures))
-      else:
-        lines.append(f"{label:<16}unavailable: {figures.get('reason', '?')}")
-  lines += [
-      f"images/s: {result['images_per_sec_definition']}",
-      f"XLA FLOPs/step {_fmt(result['flops_per_step'], 1e9, 3)} G ({result['flops_source']}); peak "
-      f"{result['peak_matmul_size']}^2 {result['dtype']} matmul {_fmt(result['peak_flops_per_sec'], 1e9)} GFLOP/s; "
-      f"step at {_fmt(result['fraction_of_peak'], 0.01)}% of peak",
-      f"memory: XLA compiled peak {_fmt(result['memory']['compiled_peak_bytes'], 2**20)} MiB, device peak "
-      f"{_fmt(result['memory']['device_peak_bytes_in_use'], 2**20)} MiB",
-      f"input pipeline: {_fmt(result['data_images_per_sec'])} images/s = "
-      f"{result['data_to_train_ratio']:.1f}x the training rate (target >= 10x)"]
-  if torch_result:
-    speed = result["jax_speedup_vs_torch"]
-    lines.append(f"JAX speed-up (torch step time / JAX step time): eager {_fmt(speed['eager'], 1, 2)}, "
-                 f"torch.compile {_fmt(speed['compiled'], 1, 2)}; params jax {result['param_count']:,} "
-                 f"torch {torch_result.get('param_count', 0):,}; torch channels_last "
-                 f"{torch_result.get('channels_last')}, threads {torch_result.get('threads')}")
-  return "\n".join(lines)
-
-
 def _jsonable(value):
   if isinstance(value, (np.generic,)):
     return value.item()
   raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def run_and_report(opts: Options, json_path: str | None = None,
-                   reference: Callable[[dict], dict] | None = None) -> dict[str, Any]:
-  """`run`, then prints the table and writes the result to `json_path` (if given)."""
-  result = run(opts, reference)
-  print(format_table(result), flush=True)
-  if json_path:
-    with open(json_path, "w") as f:
-      json.dump(result, f, indent=2, default=_jsonable)
-  return result
+def write_json(result: dict, path: str) -> None:
+  with open(path, "w") as f:
+    json.dump(result, f, indent=2, default=_jsonable)

@@ -1,11 +1,18 @@
-"""Several train steps per jitted call.
+"""Step transformations that change how a train step is compiled, not what it computes.
 
-On a fast accelerator a small GAN step can be shorter than the host's dispatch
-overhead; scanning over `steps_per_call` stacked batches inside one compiled call
-amortises that overhead without changing what each step computes.
+* `scan_steps`: several train steps per jitted call. On a fast accelerator a small
+  GAN step can be shorter than the host's dispatch overhead; scanning over
+  `steps_per_call` stacked batches inside one compiled call amortises it.
+* `unroll_loops`: traces the step's `lax.scan` loops (the d_steps discriminator
+  updates) as straight-line code. XLA:CPU lowers some convolutions inside a
+  while-loop body to its slow generic loop emitter: for DCGAN on MNIST the
+  discriminator's weight gradient took 3.4 s inside the (length-1) d_steps scan
+  and ~30 ms outside it (`python -m experiments.benchmark --unroll_loops`; XLA
+  issue jax-ml/jax#12868).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -56,6 +63,28 @@ def scan_steps(step_fn: StepFn, steps_per_call: int, metrics: str = "last") -> S
     return state, _reduce_metrics(stacked, metrics)
 
   return multi_step
+
+
+def unroll_loops(step_fn: StepFn) -> StepFn:
+  """`step_fn` with its `lax.scan` / static `while_loop`s traced as straight-line code.
+
+  Inside `jax.disable_jit`, `lax.scan` runs its Python loop and nested jits are
+  inlined, so the traced program computes the same values (same random numbers)
+  without XLA while loops. Compile time grows with the trip counts.
+
+  Args:
+    step_fn: pure `step(state, batch) -> (state, metrics)`.
+
+  Returns:
+    The same function, to be called under `jax.jit`.
+  """
+
+  @functools.wraps(step_fn)
+  def unrolled(*args):
+    with jax.disable_jit():
+      return step_fn(*args)
+
+  return unrolled
 
 
 def stack_batches(batches: list[PyTree]) -> PyTree:

@@ -1,0 +1,1 @@
+"""Benchmark helpers that need optional dependencies (PyTorch); see experiments/benchmark.py."""

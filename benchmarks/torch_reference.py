@@ -1,0 +1,330 @@
+"""PyTorch mirror of gan_jax's models and train steps: the reference of `experiments.benchmark --reference=torch`.
+
+The layers are built from the layer plans that `gan_jax.benchmark` reads off the
+Flax modules (spec['generator'], spec['discriminator'], spec['classifier']), so
+both sides run the same layers with the same shapes; a test checks the parameter
+counts are equal. The step is the same computation as `gan_jax.train.gan_step`:
+d_steps discriminator updates (fakes from G in training mode, no gradient to G),
+then one generator update, Adam with the config's betas, the losses of
+`gan_jax.losses`, the gradient penalty and the ACGAN class terms. Initialisation
+differs (it does not affect speed). Not mirrored: gan_jax's non-finite guard
+(an elementwise select over the state, a small share of the step).
+
+PyTorch is an optional dependency: import this module only when the reference is
+wanted; it fails with an ImportError saying how to install torch otherwise.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Callable
+
+try:
+  import torch
+  import torch.nn.functional as F
+  from torch import nn
+except ImportError as e:  # pragma: no cover - depends on the environment
+  raise ImportError("The PyTorch reference needs torch: pip install 'torch==2.13.0' "
+                    "(the 'torch' extra of gan_jax)") from e
+
+_MAX_REASON_CHARS = 300
+
+D_LOSSES = {
+    "minimax": lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
+    "non_saturating": lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
+    "wasserstein": lambda real, fake: fake.mean() - real.mean(),
+    "hinge": lambda real, fake: F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean(),
+    "least_squares": lambda real, fake: 0.5 * (real - 1.0).square().mean() + 0.5 * fake.square().mean(),
+}
+G_LOSSES = {
+    "minimax": lambda fake: -F.softplus(fake).mean(),
+    "non_saturating": lambda fake: F.softplus(-fake).mean(),
+    "wasserstein": lambda fake: -fake.mean(),
+    "hinge": lambda fake: -fake.mean(),
+    "least_squares": lambda fake: 0.5 * (fake - 1.0).square().mean(),
+}
+
+
+class Head(nn.Module):
+  """gan_jax.models.layers.DiscriminatorHead: (logit [N], class logits or None)."""
+
+  def __init__(self, features: int, num_classes: int, conditioning: str, aux_classifier: bool):
+    super().__init__()
+    self.adversarial = nn.Linear(features, 1)
+    self.projection = nn.Embedding(num_classes, features) if conditioning == "projection" else None
+    self.classifier = nn.Linear(features, num_classes) if aux_classifier else None
+
+  def forward(self, features, labels):
+    features = features.float()
+    logit = self.adversarial(features)[:, 0]
+    if self.projection is not None:
+      logit = logit + (self.projection(labels) * features).sum(-1)
+    return logit, (self.classifier(features) if self.classifier is not None else None)
+
+
+class MLPGenerator(nn.Module):
+  """gan_jax.models.mlp.MLPGenerator: Linear + LeakyReLU(0.2) stack, sigmoid output."""
+
+  def __init__(self, z_dim: int, plan: dict):
+    super().__init__()
+    self.embed = nn.Embedding(plan["num_classes"], plan["embed_dim"]) if plan["num_classes"] > 0 else None
+    sizes = [z_dim + (plan["embed_dim"] if self.embed is not None else 0)] + list(plan["hidden"])
+    layers = [m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.LeakyReLU(0.2))]
+    self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], math.prod(plan["image_shape"])), nn.Sigmoid())
+    height, width, channels = plan["image_shape"]
+    self.shape = (channels, height, width)
+
+  def forward(self, z, labels=None):
+    x = z if self.embed is None else torch.cat([z, self.embed(labels)], -1)
+    return self.net(x).view(-1, *self.shape)
+
+
+class MLPDiscriminator(nn.Module):
+  """gan_jax.models.mlp.MLPDiscriminator: Linear + LeakyReLU(0.2) + Dropout stack, then the head."""
+
+  def __init__(self, in_features: int, plan: dict):
+    super().__init__()
+    concat = plan["conditioning"] == "concat"
+    self.embed = nn.Embedding(plan["num_classes"], plan["embed_dim"]) if concat else None
+    sizes = [in_features + (plan["embed_dim"] if concat else 0)] + list(plan["hidden"])
+    self.net = nn.Sequential(*[m for a, b in zip(sizes, sizes[1:])
+                               for m in (nn.Linear(a, b), nn.LeakyReLU(0.2), nn.Dropout(plan["dropout_rate"]))])
+    self.head = Head(sizes[-1], plan["num_classes"], plan["conditioning"], plan["aux_classifier"])
+
+  def forward(self, images, labels=None):
+    x = images.flatten(1)
+    if self.embed is not None:
+      x = torch.cat([x, self.embed(labels)], -1)
+    return self.head(self.net(x), labels)
+
+
+def up_conv(c_in: int, c_out: int, kernel: int, stride: int, bias: bool) -> nn.ConvTranspose2d:
+  """A transposed convolution whose output is stride x its input, like gan_jax's UpConv ('SAME')."""
+  padding = math.ceil((kernel - stride) / 2)
+  return nn.ConvTranspose2d(c_in, c_out, kernel, stride, padding, output_padding=2 * padding - (kernel - stride),
+                            bias=bias)
+
+
+class DCGANGenerator(nn.Module):
+  """gan_jax.models.dcgan.DCGANGenerator: Linear stem, BatchNorm, ReLU, transposed convs, tanh."""
+
+  def __init__(self, z_dim: int, plan: dict):
+    super().__init__()
+    self.embed = nn.Embedding(plan["num_classes"], plan["embed_dim"]) if plan["num_classes"] > 0 else None
+    in_features = z_dim + (plan["embed_dim"] if self.embed is not None else 0)
+    size, channels, kernel = plan["stem_size"], plan["stem_features"], plan["kernel_size"]
+    self.stem_shape = (channels, size, size)
+    self.stem = nn.Linear(in_features, size * size * channels, bias=False)
+    # momentum 0.1 here is Flax's 0.9 (torch weighs the new batch, Flax the old average).
+    blocks = [nn.BatchNorm2d(channels, momentum=0.1, eps=1e-5), nn.ReLU()]
+    for features, stride in plan["stages"]:
+      blocks += [up_conv(channels, features, kernel, stride, bias=False), nn.BatchNorm2d(features, momentum=0.1),
+                 nn.ReLU()]
+      channels = features
+    blocks += [up_conv(channels, plan["out_channels"], kernel, 2, bias=True), nn.Tanh()]
+    self.body = nn.Sequential(*blocks)
+
+  def forward(self, z, labels=None):
+    x = z if self.embed is None else torch.cat([z, self.embed(labels)], -1)
+    return self.body(self.stem(x).view(-1, *self.stem_shape)).float()
+
+
+class DCGANDiscriminator(nn.Module):
+  """gan_jax.models.dcgan.DCGANDiscriminator: stride-2 convs, LeakyReLU(0.2), Dropout, then the head."""
+
+  def __init__(self, image_shape, plan: dict):
+    super().__init__()
+    height, width, channels = image_shape
+    concat = plan["conditioning"] == "concat"
+    self.plane = nn.Embedding(plan["num_classes"], height * width) if concat else None
+    self.plane_shape = (1, height, width)
+    kernel, layers, c_in = plan["kernel_size"], [], channels + (1 if concat else 0)
+    for features in plan["widths"]:
+      layers += [nn.Conv2d(c_in, features, kernel, 2, (kernel - 1) // 2), nn.LeakyReLU(0.2)]
+      if plan["dropout_rate"] > 0:
+        layers.append(nn.Dropout(plan["dropout_rate"]))
+      c_in, height, width = features, math.ceil(height / 2), math.ceil(width / 2)
+    self.net = nn.Sequential(*layers)
+    self.head = Head(c_in * height * width, plan["num_classes"], plan["conditioning"], plan["aux_classifier"])
+
+  def forward(self, images, labels=None):
+    x = images
+    if self.plane is not None:
+      x = torch.cat([x, self.plane(labels).view(-1, *self.plane_shape).to(x.dtype)], 1)
+    return self.head(self.net(x).flatten(1), labels)
+
+
+class CNNClassifier(nn.Module):
+  """gan_jax.models.CNNClassifier: two (3x3 conv, ReLU, 2x2 max-pool), dense, dropout, logits."""
+
+  def __init__(self, image_shape, plan: dict):
+    super().__init__()
+    height, width, c_in = image_shape
+    layers = []
+    for features in plan["conv_widths"]:
+      layers += [nn.Conv2d(c_in, features, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2)]
+      c_in, height, width = features, height // 2, width // 2
+    self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * height * width, plan["hidden"]), nn.ReLU(),
+                             nn.Dropout(plan["dropout_rate"]), nn.Linear(plan["hidden"], plan["num_classes"]))
+
+  def forward(self, images):
+    return self.net(images)
+
+
+def build_models(spec: dict) -> dict[str, nn.Module]:
+  """{'g', 'd'} for a GAN spec or {'model'} for the classifier, from gan_jax.benchmark's spec."""
+  if spec["family"] == "classifier":
+    return {"model": CNNClassifier(spec["image_shape"], spec["classifier"])}
+  g_plan, d_plan = spec["generator"], spec["discriminator"]
+  if g_plan["kind"] == "MLPGenerator":
+    return {"g": MLPGenerator(spec["z_dim"], g_plan), "d": MLPDiscriminator(math.prod(spec["image_shape"]), d_plan)}
+  return {"g": DCGANGenerator(spec["z_dim"], g_plan), "d": DCGANDiscriminator(spec["image_shape"], d_plan)}
+
+
+def param_count(spec: dict) -> int:
+  return sum(p.numel() for m in build_models(spec).values() for p in m.parameters())
+
+
+def gradient_penalty(critic: Callable, real, fake, labels):
+  """gan_jax.losses.gradient_penalty: mean (||grad critic(x_hat)|| - 1)^2 on random interpolates."""
+  alpha = torch.rand((real.shape[0], 1, 1, 1), device=real.device, dtype=real.dtype)
+  x_hat = (alpha * real + (1.0 - alpha) * fake).requires_grad_(True)
+  (grads,) = torch.autograd.grad(critic(x_hat, labels)[0].sum(), x_hat, create_graph=True)
+  norms = torch.sqrt(grads.flatten(1).square().sum(-1) + 1e-12)
+  return (norms - 1.0).square().mean()
+
+
+def _apply(loss, params: list, optimizer) -> None:
+  # Gradients w.r.t. these parameters only, like jax.grad of one player's objective:
+  # autograd then skips the other player's weight gradients.
+  for param, grad in zip(params, torch.autograd.grad(loss, params)):
+    param.grad = grad
+  optimizer.step()
+
+
+def make_gan_step(spec: dict, g: Callable, d: Callable, g_params: list, d_params: list, autocast) -> Callable:
+  """`step(images, labels)`: gan_jax.train.gan_step's Algorithm 1 on [d_steps] lists of minibatches."""
+  betas = (spec["b1"], spec["b2"])
+  g_opt = torch.optim.Adam(g_params, lr=spec["lr_g"], betas=betas)
+  d_opt = torch.optim.Adam(d_params, lr=spec["lr_d"], betas=betas)
+  d_loss_fn, g_loss_fn = D_LOSSES[spec["loss"]], G_LOSSES[spec["loss"]]
+  d_labels = lambda y: y if spec["d_takes_labels"] else None
+
+  def d_objective(real, fake, labels):
+    batch = real.shape[0]
+    logits, class_logits = d(torch.cat([real, fake]), d_labels(torch.cat([labels, labels])))
+    loss = d_loss_fn(logits[:batch], logits[batch:])
+    if spec["gp_weight"] > 0:
+      loss = loss + spec["gp_weight"] * gradient_penalty(d, real, fake, d_labels(labels))
+    if spec["aux_classifier"]:
+      loss = loss + spec["aux_weight"] * (F.cross_entropy(class_logits[:batch], labels)
+                                          + F.cross_entropy(class_logits[batch:], labels))
+    return loss
+
+  def step(images: list, labels):
+    for real, y in zip(images, labels):
+      noise = torch.randn((real.shape[0], spec["z_dim"]), device=real.device)
+      with torch.no_grad(), autocast():
+        fake = g(noise, y)
+      with autocast():
+        loss = d_objective(real, fake, y)
+      _apply(loss, d_params, d_opt)
+    y = labels[-1]
+    noise = torch.randn((y.shape[0], spec["z_dim"]), device=y.device)
+    with autocast():
+      logits, class_logits = d(g(noise, y), d_labels(y))
+      loss = g_loss_fn(logits)
+      if spec["aux_classifier"]:
+        loss = loss + spec["aux_weight"] * F.cross_entropy(class_logits, y)
+    _apply(loss, g_params, g_opt)
+
+  return step
+
+
+def make_classifier_step(spec: dict, model: Callable, params: list, autocast) -> Callable:
+  optimizer = torch.optim.Adam(params, lr=spec["lr"], betas=(spec["b1"], spec["b2"]))
+
+  def step(images: list, labels):
+    with autocast():
+      loss = F.cross_entropy(model(images[0]), labels[0])
+    _apply(loss, params, optimizer)
+
+  return step
+
+
+def synthetic_batch(spec: dict, device, channels_last: bool) -> tuple[list, object]:
+  """d_steps image minibatches [B, C, H, W] in the output range, and labels [d_steps, B]."""
+  height, width, channels = spec["image_shape"]
+  lo, hi = spec["output_range"]
+  fmt = torch.channels_last if channels_last else torch.contiguous_format
+  images = [(lo + (hi - lo) * torch.rand((spec["batch_size"], channels, height, width), device=device)
+            ).contiguous(memory_format=fmt) for _ in range(spec["d_steps"])]
+  labels = torch.randint(0, spec["num_classes"], (spec["d_steps"], spec["batch_size"]), device=device)
+  return images, labels
+
+
+def _time(step: Callable, batch, warmup: int, steps: int, sync: Callable) -> dict:
+  """First call (eager warm-up or torch.compile compilation), then `steps` timed calls after the warm-up."""
+  def once():
+    start = time.perf_counter()
+    step(*batch)
+    sync()
+    return time.perf_counter() - start
+
+  first = once()
+  for _ in range(max(warmup - 1, 1)):
+    once()
+  times = [once() for _ in range(steps)]
+  median = statistics.median(times)
+  images = sum(minibatch.shape[0] for minibatch in batch[0])
+  return {"available": True, "compile_time_s": first, "step_time_median_s": median, "step_time_min_s": min(times),
+          "step_time_max_s": max(times), "step_time_mean_s": statistics.fmean(times),
+          "images_per_sec": images / median}
+
+
+def _make_step(spec: dict, modules: dict, compiled: bool, autocast) -> Callable:
+  calls = {name: torch.compile(m) if compiled else m for name, m in modules.items()}
+  if spec["family"] == "classifier":
+    return make_classifier_step(spec, calls["model"], list(modules["model"].parameters()), autocast)
+  return make_gan_step(spec, calls["g"], calls["d"], list(modules["g"].parameters()),
+                       list(modules["d"].parameters()), autocast)
+
+
+def run_reference(spec: dict, channels_last: bool = False, compile_step: bool = True) -> dict:
+  """Times the PyTorch mirror of `spec` eagerly and (if possible) under torch.compile.
+
+  Args:
+    spec: `gan_jax.benchmark` spec plus 'threads' and 'platform'.
+    channels_last: NHWC memory format for images and convolution weights.
+    compile_step: also measure torch.compile; its failures are reported, not raised.
+
+  Returns:
+    {'eager': figures, 'compiled': figures or {'available': False, 'reason'}, 'param_count', ...}.
+  """
+  torch.manual_seed(spec["seed"])
+  torch.set_num_threads(spec["threads"])
+  device = torch.device("cuda" if spec["platform"] == "gpu" and torch.cuda.is_available() else "cpu")
+  sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+  bf16 = spec["compute_dtype"] == "bfloat16"
+  autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+  modules = build_models(spec)
+  fmt = torch.channels_last if channels_last else torch.preserve_format
+  for module in modules.values():
+    module.to(device=device, memory_format=fmt).train()
+  batch = synthetic_batch(spec, device, channels_last)
+  result = {"param_count": sum(p.numel() for m in modules.values() for p in m.parameters()),
+            "device": str(device), "threads": torch.get_num_threads(), "channels_last": channels_last,
+            "autocast_bfloat16": bf16, "torch_version": torch.__version__}
+  result["eager"] = _time(_make_step(spec, modules, False, autocast), batch, spec["warmup"], spec["steps"], sync)
+  if not compile_step:
+    result["compiled"] = {"available": False, "reason": "not requested"}
+    return result
+  try:
+    torch._dynamo.reset()  # pylint: disable=protected-access  # a fresh cache per model
+    result["compiled"] = _time(_make_step(spec, modules, True, autocast), batch, spec["warmup"], spec["steps"],
+                               sync)
+  except Exception as e:  # pylint: disable=broad-except  # report, never crash the benchmark
+    reason = " ".join(f"{type(e).__name__}: {e}".split())[:_MAX_REASON_CHARS]
+    result["compiled"] = {"available": False, "reason": reason}
+  return result
