@@ -5,9 +5,11 @@ import os
 import sys
 from typing import Callable
 
+from absl import app
 from absl import flags
 from absl import logging
 import ml_collections
+from ml_collections import config_flags
 
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() (auto-detects TPU VMs, SLURM, ...).")
@@ -89,3 +91,28 @@ def _exit(error: BaseException, code: int) -> None:
   logging.flush()
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(code)
+
+
+def define_run_flags(config_help: str, workdir_help: str):
+  """The --config, --workdir and --overwrite flags every experiment takes.
+
+  Returns:
+    (config, workdir, overwrite) flag holders.
+  """
+  config = config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, workdir_help)
+  overwrite = flags.DEFINE_bool("overwrite", False, "Discard an earlier run with a different config in --workdir.")
+  flags.mark_flags_as_required(["config", "workdir"])
+  return config, workdir, overwrite
+
+
+def run(experiment: Callable[[], object], failures: tuple[type[BaseException], ...] = ()) -> None:
+  """app.run for an experiment: one-line flag errors, runtime set-up, then `experiment()` via run_cleanly."""
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    setup_runtime()
+    run_cleanly(experiment, failures)
+
+  app.run(main, flags_parser=parse_flags)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs import variants
+
 VARIANTS = ("", "smoke")
 
 
@@ -49,9 +51,7 @@ def base_config(model: str, dataset: str = "mnist", loss: str = "non_saturating"
 
 def apply_variant(config: ml_collections.ConfigDict, variant: str | None) -> ml_collections.ConfigDict:
   """Applies a named variant in place; unknown variants are an error."""
-  variant = variant or ""
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown config variant '{variant}'; choose one of: {', '.join(v or '(none)' for v in VARIANTS)}")
+  variant = variants.check_variant(variant, VARIANTS)
   if variant == "smoke":
     config.batch_size = 16
     config.num_steps = 20

@@ -7,6 +7,8 @@ Defaults follow the official SinGAN code. Variants (text after ':' in --config=p
 """
 import ml_collections
 
+from experiments.configs import variants
+
 VARIANTS = ("", "smoke", "cpu")
 
 
@@ -55,9 +57,7 @@ def get_config(variant=None):
 
 
 def apply_variant(config, variant):
-  variant = variant or ""
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown config variant '{variant}'; choose one of: {', '.join(v or '(none)' for v in VARIANTS)}")
+  variant = variants.check_variant(variant, VARIANTS)
   if variant == "smoke":
     config.max_size = 32
     config.min_size = 16

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs import variants
+
 VARIANTS = ("", "smoke", "cpu")
 
 
@@ -52,9 +54,7 @@ def base_config(model: str, dataset: str = "mnist") -> ml_collections.ConfigDict
 
 def apply_variant(config: ml_collections.ConfigDict, variant: str | None) -> ml_collections.ConfigDict:
   """Applies a named variant in place; unknown variants are an error."""
-  variant = variant or ""
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown config variant '{variant}'; choose one of: {', '.join(v or '(none)' for v in VARIANTS)}")
+  variant = variants.check_variant(variant, VARIANTS)
   if variant == "smoke":
     config.width = 4
     config.hidden = 32
