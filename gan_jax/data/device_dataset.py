@@ -52,8 +52,8 @@ class DeviceDataset:
       u = jnp.take(images, rows, axis=0).astype(jnp.float32) / 255.0
       return {"image": lo * (1.0 - u) + hi * u, "label": jnp.take(labels, rows, axis=0)}
 
-    self._gather = {axis: jax.jit(gather, out_shardings=parallel.batch_sharding(mesh, axis))
-                    for axis in (0, 1)}
+    # Batches are [num_steps, B, ...]: sharded along axis 1, the examples.
+    self._gather = jax.jit(gather, out_shardings=parallel.batch_sharding(mesh, 1))
 
   def rows(self, steps: Sequence[int], batch_size: int, seed: int) -> np.ndarray:
     """This process's row indices of the global batches `steps`: int32 [len(steps), B_local]."""
@@ -69,4 +69,4 @@ class DeviceDataset:
     the scaled images, sharded along the batch axis.
     """
     rows = parallel.shard_batch(self.rows(steps, batch_size, seed), self.mesh, batch_axis=1)
-    return self._gather[1](self._images, self._labels, rows)
+    return self._gather(self._images, self._labels, rows)

@@ -20,6 +20,7 @@ from gan_jax import checkpoint
 from gan_jax import data
 from gan_jax.data import device_dataset
 from gan_jax import images
+from gan_jax import losses
 from gan_jax import metric_writer
 from gan_jax import models
 from gan_jax import parallel
@@ -37,7 +38,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError with the bad value and the allowed ones for malformed configs."""
   if config.model not in models.GAN_MODELS:
     raise ValueError(f"Unknown model '{config.model}'; choose one of: {', '.join(models.GAN_MODELS)}")
-  from gan_jax import losses  # pylint: disable=g-import-not-at-top
   losses.get_adversarial_losses(config.loss)
   data.get_dataset_info(config.dataset)
   if config.on_nonfinite not in NONFINITE_POLICIES:
