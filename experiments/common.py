@@ -42,6 +42,18 @@ def idx_dir() -> str | None:
   return sources.default_idx_dir()
 
 
+def enable_compilation_cache(path: str) -> None:
+  """Persists compiled XLA programs in `path` unless $JAX_COMPILATION_CACHE_DIR already chose a folder.
+
+  Experiments that train many same-shaped models (one GAN per class) then
+  compile each program once, and a rerun compiles nothing.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if path and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def run_cleanly(fn: Callable[[], object], failures: tuple[type[BaseException], ...] = ()) -> None:
   """Runs `fn`; a bad-input error or one of `failures` exits with one line on stderr."""
   from gan_jax.data import idx as idx_lib  # pylint: disable=g-import-not-at-top

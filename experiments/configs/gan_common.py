@@ -43,6 +43,8 @@ def base_config(model: str, dataset: str = "mnist", loss: str = "non_saturating"
   config.imbalance_n_max = 0
   config.imbalance_minority_classes = ""  # step: e.g. '0,2,4'
   config.imbalance_fraction = 0.0  # step: share of each minority class kept
+  # Train on these classes only ('' = all; e.g. '7' for a per-class unconditional GAN).
+  config.train_classes = ""
   config.keep_checkpoints = 3
   # NaN/Inf in a loss or gradient: 'error' stops the run naming the step; 'skip' drops the update.
   config.on_nonfinite = "error"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -72,7 +72,70 @@ def load_train_arrays(config: ml_collections.ConfigDict, idx_dir: str | None) ->
                                  **data.imbalance.params_from_config(config))
     keep = data.make_imbalanced(labels, counts, config.seed, num_classes=info.num_classes)
     images, labels = images[keep], labels[keep]
+  train_classes = parse_train_classes(config.get("train_classes", ""), data.get_dataset_info(config.dataset))
+  if train_classes is not None:
+    keep = np.isin(labels, train_classes)
+    images, labels = images[keep], labels[keep]
   return images, labels
+
+
+def parse_train_classes(value, info) -> list[int] | None:
+  """config.train_classes ('' = every class, else e.g. '3' or '3,5') as a list of class indices."""
+  text = str(value).strip("()[] ")
+  if not text:
+    return None
+  try:
+    classes = [int(c) for c in text.split(",") if c.strip()]
+  except ValueError as e:
+    raise ValueError(f"config.train_classes must be '' or comma-separated class indices, got {value!r}") from e
+  bad = [c for c in classes if not 0 <= c < info.num_classes]
+  if bad or not classes:
+    raise ValueError(f"config.train_classes must lie in [0, {info.num_classes}), got {value!r}")
+  return classes
+
+
+def load_generator(config: ml_collections.ConfigDict, workdir: str) -> Callable[[jax.Array, np.ndarray], np.ndarray]:
+  """The generator of the finished run `train_gan(config, workdir)` as `sample(key, labels) -> uint8 images`.
+
+  Args:
+    config: the run's config.
+    workdir: the run folder; its latest checkpoint is restored.
+
+  Returns:
+    A function of a PRNG key and int labels [N] (ignored by unconditional
+    models) returning uint8 images [N, H, W, C] in eval mode (BatchNorm
+    running statistics), quantised as the real images are.
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint.
+  """
+  info = data.get_dataset_info(config.dataset)
+  gan = build_gan(config, info)
+  g_tx, d_tx = build_optimizers(config)
+  template = jax.jit(lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, info.image_shape))(
+      jax.random.PRNGKey(0))
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+  try:
+    state = ckpt.restore(template)
+  finally:
+    ckpt.close()
+
+  @jax.jit
+  def sample_batch(key, labels):
+    z = jax.random.normal(key, (labels.shape[0], gan.z_dim))
+    return gan_step.generate(gan, state.g_params, state.g_batch_stats, z, labels, train=False)[0]
+
+  def sample(key: jax.Array, labels: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    labels = np.asarray(labels, np.int32)
+    out = []
+    for index, start in enumerate(range(0, len(labels), batch_size)):
+      chunk = labels[start:start + batch_size]
+      padded = np.resize(chunk, batch_size)  # one compiled shape for every chunk
+      fake = sample_batch(jax.random.fold_in(key, index), padded)
+      out.append(images.to_uint8(np.asarray(jax.device_get(fake))[:len(chunk)], gan.output_range))
+    return np.concatenate(out) if out else np.zeros((0,) + tuple(info.image_shape), np.uint8)
+
+  return sample
 
 
 def step_batches(dataset: device_dataset.DeviceDataset, step: int, config: ml_collections.ConfigDict) -> dict:

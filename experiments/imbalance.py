@@ -1,0 +1,37 @@
+r"""The imbalance benchmark: does GAN oversampling help a classifier on imbalanced data?
+
+  python -m experiments.imbalance --config=experiments/configs/imbalance.py:cpu --workdir=/tmp/imbalance \
+      [--config.dataset=fashion_mnist] [--config.profile=deepsmote_100] [--config.methods=none,smote,cgan] \
+      [--config.num_seeds=5]
+
+Makes the train split imbalanced, builds each method's training set (classic
+remedies and generated images), trains the same CNN with several seeds per
+method, and writes results.json/csv/md and the figures. Every stage is cached in
+--workdir: a rerun skips finished stages and resumes an interrupted one.
+"""
+import os
+
+from absl import flags
+
+from experiments import common
+from gan_jax.imbalance_benchmark import pipeline
+from gan_jax.train import gan_loop
+from gan_jax.train import vae_loop
+
+_CONFIG, _WORKDIR, _OVERWRITE = common.define_run_flags(
+    "Imbalance benchmark config file (path[:variant]).", "Run folder (created; finished stages are reused).")
+
+_CACHE = flags.DEFINE_string(
+    "compilation_cache", None, "Folder of the persistent XLA compilation cache (default: <workdir>/xla_cache; "
+    "'' disables). The per-class DCGANs share their compiled programs through it.")
+
+
+def main():
+  cache = os.path.join(_WORKDIR.value, "xla_cache") if _CACHE.value is None else _CACHE.value
+  common.enable_compilation_cache(cache)
+  return pipeline.run_benchmark(_CONFIG.value, _WORKDIR.value, idx_dir=common.idx_dir(),
+                                overwrite=_OVERWRITE.value)
+
+
+if __name__ == "__main__":
+  common.run(main, failures=(gan_loop.NonFiniteError, vae_loop.NonFiniteError))

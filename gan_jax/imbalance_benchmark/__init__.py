@@ -1,0 +1,1 @@
+"""The imbalance benchmark: GAN oversampling against classic remedies (experiments.imbalance)."""

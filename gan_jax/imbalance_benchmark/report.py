@@ -1,0 +1,223 @@
+"""The imbalance benchmark's report: results.json, results.csv, results.md and the figures.
+
+Reads the per-stage files the pipeline wrote, so the report can be rebuilt from
+a finished workdir at any time.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import sys
+from typing import Any, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from gan_jax import evaluation
+from gan_jax import images as images_lib
+from gan_jax import workdir as workdir_lib
+from gan_jax.train import vae_loop
+
+SAMPLES_PER_ROW = 10
+TEST_SET_TITLES = {"balanced": "balanced test set (the full test split)",
+                   "imbalanced": "imbalanced test subset (DeepSMOTE's test counts)"}
+METRIC_TITLES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1",
+                 "g_mean": "G-mean"}
+
+
+def versions() -> dict[str, str]:
+  """Library versions and the machine the numbers come from."""
+  import flax  # pylint: disable=g-import-not-at-top
+  import imblearn  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  import sklearn  # pylint: disable=g-import-not-at-top
+  device = jax.devices()[0]
+  return {"python": sys.version.split()[0], "jax": jax.__version__, "flax": flax.__version__,
+          "optax": optax.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__,
+          "imbalanced-learn": imblearn.__version__, "platform": platform.platform(),
+          "processor": platform.processor() or platform.machine(), "cpu_count": str(os.cpu_count()),
+          "device": f"{jax.device_count()} x {device.platform} {getattr(device, 'device_kind', '')}".strip()}
+
+
+def summarize_method(runs: Sequence[dict], baseline_runs: Sequence[dict] | None, test_sets: Sequence[str]) -> dict:
+  """Mean/std over seeds of every metric, per test set, and paired differences against the baseline."""
+  out = {}
+  for test_set in test_sets:
+    per_seed = [run[test_set] for run in runs]
+    summary = {metric: {**evaluation.mean_std([r[metric] for r in per_seed]),
+                        "values": [r[metric] for r in per_seed]} for metric in evaluation.METRICS}
+    recalls = np.asarray([r["per_class_recall"] for r in per_seed])
+    summary["per_class_recall"] = {"mean": recalls.mean(0).tolist(),
+                                   "std": (recalls.std(0, ddof=1) if len(recalls) > 1 else 0 * recalls[0]).tolist()}
+    summary["confusion_mean"] = np.mean([r["confusion"] for r in per_seed], axis=0).tolist()
+    if baseline_runs is not None:
+      summary["paired_vs_none"] = {
+          metric: evaluation.paired_difference([r[metric] for r in per_seed],
+                                               [b[test_set][metric] for b in baseline_runs])
+          for metric in evaluation.METRICS}
+    out[test_set] = summary
+  return out
+
+
+def _read(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def write_report(workdir: str, config: ml_collections.ConfigDict, method_names: Sequence[str],
+                 generative: Sequence[str], counts: np.ndarray, ds: dict, paths) -> dict[str, Any]:
+  """Builds results.json from the stage files, then results.csv, results.md and the figures."""
+  from gan_jax.imbalance_benchmark import pipeline  # pylint: disable=g-import-not-at-top
+
+  runs = {m: [_read(paths.classifier(m, k)) for k in range(config.num_seeds)] for m in method_names}
+  baseline = runs.get("none")
+  results = {
+      "config": workdir_lib.config_to_dict(config), "versions": versions(),
+      "dataset": config.dataset, "profile": config.profile, "num_seeds": config.num_seeds,
+      "train_counts": counts.tolist(),
+      "test_counts": {t: np.bincount(ds["test"][t][1], minlength=ds["num_classes"]).tolist()
+                      for t in pipeline.TEST_SETS},
+      "methods": {}, "quality": {"real_train": _read(paths.quality("real"))},
+  }
+  for m in method_names:
+    entry = summarize_method(runs[m], baseline if m != "none" else None, pipeline.TEST_SETS)
+    entry["train_examples"] = runs[m][0]["train_examples"]
+    entry["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in runs[m]]))
+    synthetic_info = paths.synthetic(m)[:-4] + ".json"
+    if os.path.exists(synthetic_info):
+      entry["synthetic"] = _read(synthetic_info)
+    results["methods"][m] = entry
+  for m in generative:
+    results["quality"][m] = _read(paths.quality(m))
+  vae_loop.write_json(os.path.join(workdir, "results.json"), results)
+  write_csv(os.path.join(workdir, "results.csv"), results)
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(markdown(results))
+  write_figures(workdir, results, method_names, generative, paths)
+  return results
+
+
+def write_csv(path: str, results: dict) -> None:
+  """One row per (method, test set, metric): mean, std, n and the paired difference to `none`."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["method", "test_set", "metric", "mean", "std", "n", "diff_vs_none", "ci95_low", "ci95_high"])
+    for method, entry in results["methods"].items():
+      for test_set in TEST_SET_TITLES:
+        for metric in evaluation.METRICS:
+          s = entry[test_set][metric]
+          p = entry[test_set].get("paired_vs_none", {}).get(metric)
+          writer.writerow([method, test_set, metric, f"{s['mean']:.4f}", f"{s['std']:.4f}", s["n"]] +
+                          ([f"{p['mean_diff']:.4f}", f"{p['ci_low']:.4f}", f"{p['ci_high']:.4f}"] if p else
+                           ["", "", ""]))
+  os.replace(tmp, path)
+
+
+def _pm(s: dict) -> str:
+  return f"{s['mean']:.2f} ± {s['std']:.2f}"
+
+
+def markdown(results: dict) -> str:
+  """results.md: one metrics table per test set, the paired differences and the generator quality."""
+  n = results["num_seeds"]
+  lines = [f"# Imbalance benchmark: {results['dataset']}, profile {results['profile']}", "",
+           f"Train images per class: {results['train_counts']}. Mean ± std over n = {n} classifier seeds, in %.", ""]
+  for test_set, title in TEST_SET_TITLES.items():
+    lines += [f"## {title}: {results['test_counts'][test_set]} images per class", "",
+              "| method | " + " | ".join(METRIC_TITLES.values()) + " |",
+              "|---|" + "---|" * len(METRIC_TITLES)]
+    for method, entry in results["methods"].items():
+      lines.append(f"| {method} | " + " | ".join(_pm(entry[test_set][m]) for m in METRIC_TITLES) + " |")
+    lines.append("")
+    paired = [(m, e[test_set]["paired_vs_none"]["balanced_accuracy"]) for m, e in results["methods"].items()
+              if "paired_vs_none" in e[test_set]]
+    if paired:
+      lines += ["Balanced accuracy minus `none`, paired by seed (95% t-interval):", "",
+                "| method | difference | 95% CI |", "|---|---|---|"]
+      lines += [f"| {m} | {p['mean_diff']:+.2f} | [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] |" for m, p in paired]
+      lines.append("")
+  quality = results["quality"]
+  if len(quality) > 1:
+    lines += ["## Generated images", "",
+              "Frechet distance in the 128-d hidden features of an evaluator CNN trained on the full balanced "
+              "train split (not Inception FID; lower is better; `real_train` is real train vs real test images, the "
+              f"floor at {quality['real_train']['samples_per_class']} samples per class). Evaluator accuracy: share "
+              "of samples the evaluator assigns to their intended class. CAS: balanced accuracy on the real test "
+              "set of a classifier trained on generated images only.", "",
+              "| source | mean FD | FD per class | evaluator acc. (%) | CAS (%) |", "|---|---|---|---|---|"]
+    for name, q in quality.items():
+      fd = [f for f in q["frechet_distance"] if f is not None]
+      per_class = " / ".join("-" if f is None else f"{f:.1f}" for f in q["frechet_distance"])
+      acc = [a for a in q.get("evaluator_accuracy", []) if a is not None]
+      cas = q.get("cas")
+      acc_text = f"{np.mean(acc):.1f}" if acc else "-"
+      cas_text = f"{cas['balanced_accuracy']:.2f}" if cas else "-"
+      lines.append(f"| {name} | {np.mean(fd):.2f} | {per_class} | {acc_text} | {cas_text} |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def write_figures(workdir: str, results: dict, method_names: Sequence[str], generative: Sequence[str], paths) -> None:
+  """confusion_<method>.png, per_class_recall.png and samples_<method>.png."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  for m in method_names:
+    confusion = np.asarray(results["methods"][m]["balanced"]["confusion_mean"])
+    normalised = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(normalised):
+      if v >= 0.005:
+        ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=6,
+                color="white" if v > 0.5 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=f"{m}: recall % (balanced test, mean of seeds)",
+           xticks=range(len(confusion)), yticks=range(len(confusion)))
+    fig.colorbar(image, ax=ax)
+    _save(fig, os.path.join(workdir, f"confusion_{m}.png"))
+
+  fig, ax = plt.subplots(figsize=(max(8, len(method_names) * 1.6), 4))
+  classes = np.arange(len(results["train_counts"]))
+  width = 0.8 / len(method_names)
+  for i, m in enumerate(method_names):
+    recall = results["methods"][m]["balanced"]["per_class_recall"]
+    ax.bar(classes + i * width - 0.4 + width / 2, recall["mean"], width, yerr=recall["std"], label=m)
+  ax.set(xlabel="class (train images)", ylabel="recall % (balanced test)", xticks=classes,
+         xticklabels=[f"{c}\n({n})" for c, n in zip(classes, results["train_counts"])])
+  ax.set_ylim(max(0, min(min(results["methods"][m]["balanced"]["per_class_recall"]["mean"]) for m in method_names) - 5),
+              100)
+  ax.legend(ncol=min(4, len(method_names)), fontsize=8)
+  ax.grid(axis="y", alpha=0.3)
+  _save(fig, os.path.join(workdir, "per_class_recall.png"))
+
+  for m in method_names:
+    samples = os.path.join(workdir, "quality", f"{m}_samples.npz") if m in generative else paths.synthetic(m)
+    if os.path.exists(samples):
+      with np.load(samples) as f:
+        write_samples(os.path.join(workdir, f"samples_{m}.png"), f["image"], f["label"])
+
+
+def write_samples(path: str, images: np.ndarray, labels: np.ndarray) -> None:
+  """One row per class present: up to SAMPLES_PER_ROW images, blank cells where a class has fewer."""
+  rows = []
+  for c in np.unique(labels):
+    picked = images[labels == c][:SAMPLES_PER_ROW]
+    pad = np.full((SAMPLES_PER_ROW - len(picked),) + images.shape[1:], 255, np.uint8)
+    rows.append(np.concatenate([picked, pad]))
+  if rows:
+    grid = np.concatenate(rows).astype(np.float32) / 255.0
+    images_lib.save_grid(path, grid, len(rows), SAMPLES_PER_ROW)
+
+
+def _save(fig, path: str) -> None:
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig.tight_layout()
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=120)
+  plt.close(fig)
+  os.replace(tmp, path)
