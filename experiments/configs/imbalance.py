@@ -90,14 +90,17 @@ def apply_smoke(config):
 
 
 def apply_cpu(config):
+  # Measured on the 2-core CPU: the classifier trains at ~2,000 img/s, the width-32
+  # cGAN/ACGAN at ~1,000 img/s; 3 seeds x 8 methods of 1,000 classifier steps dominate.
   config.num_seeds = 3
-  config.classifier.num_steps = 1_500
-  config.evaluator_steps = 1_500
-  config.cas_steps = 1_500
+  config.classifier.num_steps = 1_000
+  config.classifier.log_every = 0
+  config.evaluator_steps = 1_000
+  config.cas_steps = 1_000
   config.cas_per_class = 500
   for name in ("dcgan", "cgan", "acgan"):
     config.generators[name].width = 32
-  config.generators.dcgan.num_steps = 600
+  config.generators.dcgan.num_steps = 500  # per class
   config.generators.cgan.num_steps = 3_000
   config.generators.acgan.num_steps = 3_000
   vae_common.apply_variant(config.generators.cvae, "cpu")
