@@ -26,6 +26,8 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray, num_clas
 
   Returns:
     {'accuracy', 'balanced_accuracy', 'macro_f1', 'g_mean': float,
+     (g_mean: imbalanced-learn's geometric_mean_score(average='macro'), i.e.
+     sqrt(mean per-class sensitivity * mean per-class specificity)),
      'per_class_recall': list[float], 'confusion': list[list[int]]}
     (confusion[i][j]: images of class i predicted as j).
   """

@@ -136,7 +136,13 @@ def load_data(config: ml_collections.ConfigDict, idx_dir: str | None) -> dict[st
     keep = np.sort(np.random.default_rng([config.seed, 0x7E57]).permutation(len(test_labels))[:config.test_examples])
     test_images, test_labels = test_images[keep], test_labels[keep]
   num_classes = data.get_dataset_info(config.dataset).num_classes
-  test_counts = data.profile_counts(config.test_profile, data.class_counts(test_labels, num_classes))
+  available = data.class_counts(test_labels, num_classes)
+  wanted = data.profile_counts(config.test_profile, available)
+  # MNIST's test split has 980 zeros, fewer than DeepSMOTE's 1000: such a class keeps all it has.
+  test_counts = np.minimum(wanted, available).tolist()
+  if test_counts != list(wanted):
+    logging.warning("Imbalanced test subset: profile asks %s, the test split has %s; using %s", list(wanted),
+                    available.tolist(), test_counts)
   keep = data.make_imbalanced(test_labels, test_counts, config.seed, num_classes=num_classes)
   return {"train": (train_images, train_labels), "full_train": (full_images, full_labels),
           "test": {"balanced": (test_images, test_labels), "imbalanced": (test_images[keep], test_labels[keep])},
