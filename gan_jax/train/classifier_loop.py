@@ -107,6 +107,11 @@ def train_classifier(programs: ClassifierPrograms, images: np.ndarray, labels: n
   tracker = progress.Progress(num_steps, 0, name=name)
   metrics = {}
   for step in range(num_steps):
+    # At most one step in flight: with many fake CPU devices, a deep queue of
+    # collective programs can starve XLA:CPU's all-reduce rendezvous (seen as a
+    # 40 s "Termination timeout" abort); one step of lookahead keeps the host
+    # dispatching while the devices compute.
+    jax.block_until_ready(metrics)
     state, metrics = programs.train_step(state, dataset.batches([step], batch_size, seed), weights)
     done = step + 1
     if (log_every and done % log_every == 0) or done == num_steps:

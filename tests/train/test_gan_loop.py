@@ -117,3 +117,26 @@ def test_imbalanced_training_data(overrides, expected, idx_dir):
     expected = [5923, 67, 5958, 61, 5842, 5421, 5918, 6265, 5851, 5949]
   assert counts == expected
   assert images.dtype == np.uint8 and images.shape == (sum(expected), 28, 28, 1)
+
+
+def test_train_classes_keeps_only_those_classes_of_the_imbalanced_set(idx_dir):
+  config = smoke_config("mlp_gan_mnist", imbalance="deepsmote_100", train_classes="8,9")
+  _, labels = gan_loop.load_train_arrays(config, str(idx_dir))
+  assert np.bincount(labels, minlength=10).tolist() == [0] * 8 + [60, 40]
+  with pytest.raises(ValueError, match="train_classes must lie in"):
+    gan_loop.load_train_arrays(smoke_config("mlp_gan_mnist", train_classes="10"), str(idx_dir))
+
+
+def test_load_generator_samples_the_trained_generator(tmp_path, idx_dir):
+  config = smoke_config("cgan_mnist")
+  run(config, tmp_path, idx_dir)
+  sample = gan_loop.load_generator(config, str(tmp_path))
+  import jax  # pylint: disable=g-import-not-at-top
+  key = jax.random.PRNGKey(3)
+  labels = np.array([0, 1, 2, 3, 4, 5, 6], np.int32)
+  images = sample(key, labels, batch_size=4)  # two chunks, the second padded
+  assert images.dtype == np.uint8 and images.shape == (7, 28, 28, 1)
+  np.testing.assert_array_equal(images, sample(key, labels, batch_size=4))
+  assert not np.array_equal(images, sample(jax.random.PRNGKey(4), labels, batch_size=4))
+  with pytest.raises(FileNotFoundError):
+    gan_loop.load_generator(config, str(tmp_path / "empty"))
