@@ -62,7 +62,11 @@ def test_every_synthetic_set_fills_the_classes_to_n_max(smoke):
       assert f["image"].dtype == np.uint8 and f["image"].shape[1:] == (28, 28, 1)
       assert np.bincount(f["label"], minlength=10).tolist() == add
     assert results["methods"][name]["synthetic"]["added_per_class"] == add
+    if name in methods.GENERATIVE_METHODS:  # the smoke config filters by confidence, as the default does
+      rates = results["methods"][name]["synthetic"]["acceptance_rate"]
+      assert rates[0] is None and all(0.0 <= r <= 1.0 for r in rates[1:])
     assert results["methods"][name]["train_examples"] == 10 * max(results["train_counts"])
+  assert os.path.exists(os.path.join(workdir, "models", "filter.msgpack"))
 
 
 def test_class_weight_changes_the_classifier(smoke):
