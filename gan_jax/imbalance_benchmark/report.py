@@ -191,7 +191,7 @@ def write_figures(workdir: str, results: dict, method_names: Sequence[str], gene
          xticklabels=[f"{c}\n({n})" for c, n in zip(classes, results["train_counts"])])
   ax.set_ylim(max(0, min(min(results["methods"][m]["balanced"]["per_class_recall"]["mean"]) for m in method_names) - 5),
               100)
-  ax.legend(ncol=min(4, len(method_names)), fontsize=8)
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the bars fill the axes
   ax.grid(axis="y", alpha=0.3)
   _save(fig, os.path.join(workdir, "per_class_recall.png"))
 
