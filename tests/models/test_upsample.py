@@ -46,3 +46,13 @@ def test_phase_taps_cover_every_kernel_tap_once():
 def test_unknown_impl_is_an_error():
   with pytest.raises(ValueError, match="Unknown upsample_impl 'fft'.*subpixel"):
     upsample.UpConv(4, 5, 2, impl="fft").init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)))
+
+
+@pytest.mark.parametrize("side, dilated", [(2, True), (3, True), (4, False), (7, False)])
+def test_auto_keeps_the_dilated_form_only_for_tiny_inputs(side, dilated):
+  x = jnp.ones((2, side, side, 3))
+  layer = upsample.UpConv(4, 4, 2, impl="auto")
+  variables = layer.init(jax.random.PRNGKey(0), x)
+  convs = [e for e in jax.make_jaxpr(layer.apply)(variables, x).jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+  assert len(convs) == 1
+  assert (tuple(convs[0].params["lhs_dilation"]) == (2, 2)) == dilated
