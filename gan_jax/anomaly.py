@@ -5,7 +5,6 @@ the positive class (label 1) of the ROC curve.
 """
 from __future__ import annotations
 
-import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -114,11 +113,7 @@ def score_histogram(path: str, scores: Mapping[str, np.ndarray], targets: np.nda
     ax.set_xlabel("anomaly score")
     ax.legend()
   fig.suptitle(title)
-  fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  images_lib.save_figure(fig, path)
 
 
 def extremes_grid(path: str, scores: Mapping[str, np.ndarray], images: np.ndarray, count: int) -> None:

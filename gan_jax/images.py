@@ -15,6 +15,14 @@ def to_uint8(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray
   return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
 
 
+def sample_grid(conditional: bool, num_classes: int, per_class: int = 10, side: int = 8
+                ) -> tuple[int, int, np.ndarray]:
+  """(rows, cols, int32 labels) of a sample grid: one row per class, or a side x side square."""
+  if conditional:
+    return num_classes, per_class, np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
+  return side, side, np.zeros((side * side,), np.int32)
+
+
 def make_grid(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray:
   """Tiles [rows * cols, H, W, C] uint8 images into one [rows*(H+pad)+pad, ...] image."""
   n, h, w, c = images.shape
@@ -56,8 +64,14 @@ def plot_curves(path: str, records: Sequence[dict], keys: Sequence[str], title: 
   ax.set_title(title)
   ax.legend()
   ax.grid(alpha=0.3)
+  save_figure(fig, path)
+
+
+def save_figure(fig, path: str, dpi: int = 100) -> None:
+  """Lays out, writes atomically (temporary file, then rename) and closes a matplotlib figure."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig.tight_layout()
   tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
+  fig.savefig(tmp, dpi=dpi)
   plt.close(fig)
   os.replace(tmp, path)

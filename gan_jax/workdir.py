@@ -76,7 +76,17 @@ def prepare(workdir: str, config: ml_collections.ConfigDict, overwrite: bool = F
           shutil.rmtree(target)
         elif os.path.exists(target):
           os.remove(target)
+  write_json(path, new)
+
+
+def write_json(path: str, payload: dict) -> None:
+  """Writes JSON atomically (temporary file, then rename), so readers never see half a file."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(new, f, indent=2, sort_keys=True)
+    json.dump(payload, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
+
+
+def read_json(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)

@@ -46,8 +46,7 @@ def gan_config(config: ml_collections.ConfigDict, method: str, train_class: int 
   for field in ("imbalance_rho", "imbalance_n_max", "imbalance_minority_classes", "imbalance_fraction"):
     gan[field] = config[field]
   if train_class is not None:
-    gan.train_classes = str(train_class)
-    gan.seed = config.seed  # same subset selection; the class filter is applied after it
+    gan.train_classes = str(train_class)  # applied after the imbalanced subset is drawn
     if class_size is not None and class_size < gan.batch_size:
       devices = jax.device_count()
       gan.batch_size = max(devices, class_size - class_size % devices)
@@ -59,7 +58,7 @@ def _finished(workdir: str) -> bool:
 
 
 def _mark_finished(workdir: str, record: dict) -> None:
-  vae_loop.write_json(os.path.join(workdir, DONE_FILE), record)
+  workdir_lib.write_json(os.path.join(workdir, DONE_FILE), record)
 
 
 def _train_one_gan(gan: ml_collections.ConfigDict, workdir: str, idx_dir: str | None) -> None:
@@ -126,8 +125,6 @@ def _cvae(config, workdir, train_images, train_labels) -> ClassSampler:
   result = vae_loop.fit(vae, programs, dataset, workdir, mesh, name="cvae")
   if result.stopped:
     raise GeneratorStopped(f"stopped while training {workdir}")
-  if not _finished(workdir):
-    _mark_finished(workdir, result.last_record)
   params = result.state.params
   generate = jax.jit(programs.model.generate)
 

@@ -35,14 +35,15 @@ def parse_methods(value) -> list[str]:
   return [m for m in METHODS if m in names]
 
 
-def synthetic_counts(counts: Sequence[int], ratio: float) -> np.ndarray:
-  """Images to add per class: round(ratio * (max(counts) - n_c)).
-
-  Raises:
-    ValueError: ratio outside [0, 10].
-  """
+def check_synthetic_ratio(ratio: float) -> None:
+  """Raises ValueError for a ratio outside [0, 10]."""
   if not 0.0 <= ratio <= 10.0:
     raise ValueError(f"config.synthetic_ratio must lie in [0, 10], got {ratio}")
+
+
+def synthetic_counts(counts: Sequence[int], ratio: float) -> np.ndarray:
+  """Images to add per class: round(ratio * (max(counts) - n_c)) (ratio checked by check_synthetic_ratio)."""
+  check_synthetic_ratio(ratio)
   counts = np.asarray(counts, np.int64)
   return np.round(ratio * (counts.max() - counts)).astype(np.int64)
 

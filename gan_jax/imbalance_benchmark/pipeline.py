@@ -16,7 +16,6 @@ Single-process: the classifiers' data sets are small enough for one host.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Callable
@@ -38,9 +37,8 @@ from gan_jax.imbalance_benchmark import methods as methods_lib
 from gan_jax.imbalance_benchmark import report
 from gan_jax.train import classifier_loop
 from gan_jax.train import gan_loop
-from gan_jax.train import vae_loop
 
-TEST_SETS = ("balanced", "imbalanced")
+TEST_SETS = report.TEST_SETS
 # Fields a rerun may change without invalidating finished stages: they only select what runs.
 RESUMABLE_FIELDS = ("methods", "num_seeds")
 OUTPUTS = ("models", "generators", "synthetic", "classifiers", "quality", "results.json")
@@ -58,7 +56,7 @@ def validate_config(config: ml_collections.ConfigDict) -> list[str]:
       raise ValueError(f"config.classifier.{field} must be a positive integer, got {config.classifier[field]}")
   if not 0.0 <= config.filter_confidence < 1.0:
     raise ValueError(f"config.filter_confidence must lie in [0, 1), got {config.filter_confidence}")
-  methods_lib.synthetic_counts([1, 2], config.synthetic_ratio)
+  methods_lib.check_synthetic_ratio(config.synthetic_ratio)
   for method in set(methods) & set(methods_lib.GENERATIVE_METHODS):
     if method not in config.generators:
       raise ValueError(f"method '{method}' needs config.generators.{method}")
@@ -116,10 +114,6 @@ def save_arrays(path: str, **arrays) -> None:
   np.savez_compressed(tmp, **arrays)
   os.replace(tmp, path)
 
-
-def read_json(path: str) -> dict:
-  with open(path) as f:
-    return json.load(f)
 
 
 def load_data(config: ml_collections.ConfigDict, idx_dir: str | None) -> dict[str, Any]:
@@ -234,11 +228,19 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
                      lambda m=m, k=k: _classifier_run(m, k, config, paths, programs, ds, train))
           if stop.should_stop():
             return _stopped(stop)
+      test_features: dict[int, np.ndarray] = {}
+
+      def evaluator_test_features():  # computed once, shared by every quality stage
+        if not test_features:
+          test_features.update(_class_features(programs, evaluator, *ds["test"]["balanced"], num_classes))
+        return test_features
+
       stages.run("quality real", lambda: os.path.exists(paths.quality("real")),
-                 lambda: _real_quality(config, paths, programs, evaluator, ds))
+                 lambda: _real_quality(config, paths, programs, evaluator, ds, evaluator_test_features()))
       for m in generative:
         stages.run(f"quality {m}", lambda m=m: os.path.exists(paths.quality(m)),
-                   lambda m=m: _generated_quality(m, config, paths, programs, evaluator, ds, sampler, train))
+                   lambda m=m: _generated_quality(m, config, paths, programs, evaluator, ds, sampler, train,
+                                                 evaluator_test_features(), add))
         if stop.should_stop():
           return _stopped(stop)
   except generators.GeneratorStopped as e:
@@ -292,7 +294,7 @@ def _make_synthetic(method, config, paths, sampler, ds, add, confidence) -> None
     draw = generators.keyed(sampler(method), config.seed, stream=1)
     images, labels, info = methods_lib.sample_with_filter(draw, add, confidence, config.filter_confidence)
   save_arrays(paths.synthetic(method), image=images, label=labels)
-  vae_loop.write_json(paths.synthetic(method)[:-4] + ".json",
+  workdir_lib.write_json(paths.synthetic(method)[:-4] + ".json",
                       {"method": method, "added_per_class": np.bincount(labels, minlength=len(add)).tolist(), **info})
 
 
@@ -320,7 +322,7 @@ def _classifier_run(method, k, config, paths, programs, ds, train) -> None:
     probs, _ = classifier_loop.predict(programs, params, test_images)
     record[test_set] = evaluation.classification_metrics(test_labels, probs.argmax(-1), ds["num_classes"])
   os.makedirs(os.path.dirname(paths.classifier(method, k)), exist_ok=True)
-  vae_loop.write_json(paths.classifier(method, k), record)
+  workdir_lib.write_json(paths.classifier(method, k), record)
 
 
 def _class_features(programs, params, images, labels, num_classes):
@@ -328,7 +330,7 @@ def _class_features(programs, params, images, labels, num_classes):
   return {c: features[labels == c] for c in range(num_classes)}
 
 
-def _real_quality(config, paths, programs, evaluator, ds) -> None:
+def _real_quality(config, paths, programs, evaluator, ds, test) -> None:
   """Frechet distance between real train and real test images of each class: the floor a generator can reach."""
   num_classes = ds["num_classes"]
   full_images, full_labels = ds["full_train"]
@@ -336,20 +338,19 @@ def _real_quality(config, paths, programs, evaluator, ds) -> None:
   rows = np.concatenate([rng.permutation(np.flatnonzero(full_labels == c))[:config.cas_per_class]
                          for c in range(num_classes)])
   real = _class_features(programs, evaluator, full_images[rows], full_labels[rows], num_classes)
-  test = _class_features(programs, evaluator, *ds["test"]["balanced"], num_classes)
   fd = [evaluation.features_frechet_distance(real[c], test[c]) for c in range(num_classes)]
   os.makedirs(os.path.dirname(paths.quality("real")), exist_ok=True)
-  vae_loop.write_json(paths.quality("real"), {"method": "real_train", "frechet_distance": fd,
-                                               "samples_per_class": config.cas_per_class})
+  workdir_lib.write_json(paths.quality("real"), {"method": "real_train", "frechet_distance": fd,
+                                                 "samples_per_class": config.cas_per_class})
 
 
-def _generated_quality(method, config, paths, programs, evaluator, ds, sampler, train) -> None:
+def _generated_quality(method, config, paths, programs, evaluator, ds, sampler, train, test, add) -> None:
   """Per-class Frechet distance, evaluator accuracy and the classification accuracy score of fresh samples."""
   num_classes = ds["num_classes"]
   draw = generators.keyed(sampler(method), config.seed, stream=2)
-  classes = [c for c in range(num_classes) if method != "dcgan" or _has_dcgan(paths, method, c)]
+  # The per-class dcgan has generators only for the classes that needed images.
+  classes = [c for c in range(num_classes) if method != "dcgan" or add[c] > 0]
   samples = {c: draw(c, config.cas_per_class) for c in classes}
-  test = _class_features(programs, evaluator, *ds["test"]["balanced"], num_classes)
   fd, evaluator_accuracy = [None] * num_classes, [None] * num_classes
   for c in classes:
     probs, features = classifier_loop.predict(programs, evaluator, samples[c])
@@ -367,8 +368,5 @@ def _generated_quality(method, config, paths, programs, evaluator, ds, sampler, 
   save_arrays(os.path.join(paths.workdir, "quality", f"{method}_samples.npz"),
               image=np.concatenate([samples[c][:report.SAMPLES_PER_ROW] for c in classes]),
               label=np.repeat(np.asarray(classes, np.int32), report.SAMPLES_PER_ROW))
-  vae_loop.write_json(paths.quality(method), record)
+  workdir_lib.write_json(paths.quality(method), record)
 
-
-def _has_dcgan(paths, method, c) -> bool:
-  return os.path.isdir(os.path.join(paths.generator(method), f"class{c}"))

@@ -6,7 +6,6 @@ a finished workdir at any time.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import platform
 import sys
@@ -19,9 +18,9 @@ import numpy as np
 from gan_jax import evaluation
 from gan_jax import images as images_lib
 from gan_jax import workdir as workdir_lib
-from gan_jax.train import vae_loop
 
 SAMPLES_PER_ROW = 10
+TEST_SETS = ("balanced", "imbalanced")
 TEST_SET_TITLES = {"balanced": "balanced test set (the full test split)",
                    "imbalanced": "imbalanced test subset (DeepSMOTE's test counts)"}
 METRIC_TITLES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1",
@@ -62,37 +61,30 @@ def summarize_method(runs: Sequence[dict], baseline_runs: Sequence[dict] | None,
   return out
 
 
-def _read(path: str) -> dict:
-  with open(path) as f:
-    return json.load(f)
-
-
 def write_report(workdir: str, config: ml_collections.ConfigDict, method_names: Sequence[str],
                  generative: Sequence[str], counts: np.ndarray, ds: dict, paths) -> dict[str, Any]:
   """Builds results.json from the stage files, then results.csv, results.md and the figures."""
-  from gan_jax.imbalance_benchmark import pipeline  # pylint: disable=g-import-not-at-top
-
-  runs = {m: [_read(paths.classifier(m, k)) for k in range(config.num_seeds)] for m in method_names}
+  runs = {m: [workdir_lib.read_json(paths.classifier(m, k)) for k in range(config.num_seeds)] for m in method_names}
   baseline = runs.get("none")
   results = {
       "config": workdir_lib.config_to_dict(config), "versions": versions(),
       "dataset": config.dataset, "profile": config.profile, "num_seeds": config.num_seeds,
       "train_counts": counts.tolist(),
       "test_counts": {t: np.bincount(ds["test"][t][1], minlength=ds["num_classes"]).tolist()
-                      for t in pipeline.TEST_SETS},
-      "methods": {}, "quality": {"real_train": _read(paths.quality("real"))},
+                      for t in TEST_SETS},
+      "methods": {}, "quality": {"real_train": workdir_lib.read_json(paths.quality("real"))},
   }
   for m in method_names:
-    entry = summarize_method(runs[m], baseline if m != "none" else None, pipeline.TEST_SETS)
+    entry = summarize_method(runs[m], baseline if m != "none" else None, TEST_SETS)
     entry["train_examples"] = runs[m][0]["train_examples"]
     entry["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in runs[m]]))
     synthetic_info = paths.synthetic(m)[:-4] + ".json"
     if os.path.exists(synthetic_info):
-      entry["synthetic"] = _read(synthetic_info)
+      entry["synthetic"] = workdir_lib.read_json(synthetic_info)
     results["methods"][m] = entry
   for m in generative:
-    results["quality"][m] = _read(paths.quality(m))
-  vae_loop.write_json(os.path.join(workdir, "results.json"), results)
+    results["quality"][m] = workdir_lib.read_json(paths.quality(m))
+  workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
   write_csv(os.path.join(workdir, "results.csv"), results)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(markdown(results))
@@ -179,7 +171,7 @@ def write_figures(workdir: str, results: dict, method_names: Sequence[str], gene
     ax.set(xlabel="predicted", ylabel="true", title=f"{m}: recall % (balanced test, mean of seeds)",
            xticks=range(len(confusion)), yticks=range(len(confusion)))
     fig.colorbar(image, ax=ax)
-    _save(fig, os.path.join(workdir, f"confusion_{m}.png"))
+    images_lib.save_figure(fig, os.path.join(workdir, f"confusion_{m}.png"), dpi=120)
 
   fig, ax = plt.subplots(figsize=(max(8, len(method_names) * 1.6), 4))
   classes = np.arange(len(results["train_counts"]))
@@ -193,7 +185,7 @@ def write_figures(workdir: str, results: dict, method_names: Sequence[str], gene
               100)
   ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the bars fill the axes
   ax.grid(axis="y", alpha=0.3)
-  _save(fig, os.path.join(workdir, "per_class_recall.png"))
+  images_lib.save_figure(fig, os.path.join(workdir, "per_class_recall.png"), dpi=120)
 
   for m in method_names:
     samples = os.path.join(workdir, "quality", f"{m}_samples.npz") if m in generative else paths.synthetic(m)
@@ -213,11 +205,3 @@ def write_samples(path: str, images: np.ndarray, labels: np.ndarray) -> None:
     grid = np.concatenate(rows).astype(np.float32) / 255.0
     images_lib.save_grid(path, grid, len(rows), SAMPLES_PER_ROW)
 
-
-def _save(fig, path: str) -> None:
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=120)
-  plt.close(fig)
-  os.replace(tmp, path)

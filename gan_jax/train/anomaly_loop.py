@@ -15,7 +15,6 @@ Scorers (higher = more anomalous):
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from typing import Any, Sequence
@@ -97,8 +96,7 @@ def load_stage(stage_dir: str, fingerprint: dict) -> dict | None:
   path = os.path.join(stage_dir, STAGE_RESULT)
   if not os.path.exists(path) or not os.path.exists(os.path.join(stage_dir, STAGE_SCORES)):
     return None
-  with open(path) as f:
-    result = json.load(f)
+  result = workdir_lib.read_json(path)
   return result if result.get("fingerprint") == fingerprint else None
 
 
@@ -126,7 +124,7 @@ def run_stage(programs: vae_loop.Programs, train: ml_collections.ConfigDict, nor
     tmp = os.path.join(stage_dir, "scores.tmp.npy")
     np.save(tmp, scores)
     os.replace(tmp, os.path.join(stage_dir, STAGE_SCORES))
-    vae_loop.write_json(os.path.join(stage_dir, STAGE_RESULT), result)
+    workdir_lib.write_json(os.path.join(stage_dir, STAGE_RESULT), result)
   logging.info("[%s] AUROC %.4f", name, result["auroc"])
   return result
 
@@ -221,4 +219,4 @@ def write_reports(workdir: str, config, results: dict, classes: Sequence[int], s
   with open(tmp, "w") as f:
     f.write("\n".join(report))
   os.replace(tmp, os.path.join(workdir, "results.md"))
-  vae_loop.write_json(os.path.join(workdir, "results.json"), results)
+  workdir_lib.write_json(os.path.join(workdir, "results.json"), results)

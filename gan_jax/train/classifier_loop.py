@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 
 from gan_jax import parallel
 from gan_jax import progress
@@ -118,8 +117,6 @@ def train_classifier(programs: ClassifierPrograms, images: np.ndarray, labels: n
       scalars = jax.device_get(metrics)
       tracker.report(done, f"loss={float(scalars['loss']):.4f} "
                            f"{tracker.rate(done) * batch_size:.0f} img/s")
-  if not metrics:
-    logging.warning("%s: trained for 0 steps", name)
   return state.params
 
 

@@ -29,8 +29,6 @@ from gan_jax import progress
 from gan_jax import workdir as workdir_lib
 from gan_jax.train import gan_step
 
-SAMPLES_PER_CLASS = 10
-UNCONDITIONAL_GRID = 8
 NONFINITE_POLICIES = ("error", "skip")
 
 
@@ -146,14 +144,9 @@ def step_batches(dataset: device_dataset.DeviceDataset, step: int, config: ml_co
 
 def fixed_sample_inputs(gan: models.GAN, seed: int) -> tuple[jax.Array, jax.Array, int, int]:
   """Noise and labels reused for every sample grid; one row per class for conditional models."""
-  if gan.conditional:
-    rows, cols = gan.num_classes, SAMPLES_PER_CLASS
-    labels = jnp.repeat(jnp.arange(rows, dtype=jnp.int32), cols)
-  else:
-    rows = cols = UNCONDITIONAL_GRID
-    labels = jnp.zeros((rows * cols,), jnp.int32)
+  rows, cols, labels = images.sample_grid(gan.conditional, gan.num_classes)
   z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED), (rows * cols, gan.z_dim))
-  return z, labels, rows, cols
+  return z, jnp.asarray(labels), rows, cols
 
 
 class NonFiniteError(RuntimeError):

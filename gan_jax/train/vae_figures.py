@@ -19,8 +19,6 @@ from gan_jax import images as images_lib
 from gan_jax.models.autoencoders import ReconstructionModel
 
 NUM_RECONSTRUCTIONS = 10
-SAMPLE_GRID = 8
-SAMPLES_PER_CLASS = 10
 TRAVERSAL_STEPS = 9
 MAX_TRAVERSAL_DIMS = 32
 MANIFOLD_SIDE = 15
@@ -93,12 +91,7 @@ def reconstructions(path, codec: Codec, images, labels) -> None:
 def samples(path, codec: Codec, codes, seed: int) -> None:
   """Random samples: N(0, I) for vae, one row per class for cvae, a fitted Gaussian for ae/aae."""
   model, rng = codec.model, np.random.default_rng([seed, 0x5A])
-  if model.conditional:
-    rows, cols = model.num_classes, SAMPLES_PER_CLASS
-    labels = np.repeat(np.arange(rows, dtype=np.int32), cols)
-  else:
-    rows = cols = SAMPLE_GRID
-    labels = np.zeros((rows * cols,), np.int32)
+  rows, cols, labels = images_lib.sample_grid(model.conditional, model.num_classes)
   if model.variational:
     z = rng.standard_normal((rows * cols, model.latent_dim))
   else:
@@ -131,11 +124,7 @@ def latent_scatter(path, codes, labels, title: str) -> None:
   ax.set_xlabel("z[0]")
   ax.set_ylabel("z[1]")
   ax.set_title(title)
-  fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  images_lib.save_figure(fig, path)
 
 
 def manifold(path, codec: Codec, codes, label: int) -> None:

@@ -9,7 +9,6 @@ train on the train split, report test-set figures and write the image grids.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Any, Callable
@@ -267,16 +266,9 @@ def train_vae(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | No
     vae_figures.write_all(workdir, programs.model, params, test_images, test_labels, config.seed)
     images_lib.plot_curves(os.path.join(workdir, "loss_curves.png"), metric_writer.read_metrics(workdir),
                            ("loss", "neg_elbo", "recon", "kl", "d_loss"), title=f"{config.model} on {config.dataset}")
-    write_json(os.path.join(workdir, "results.json"), results)
+    workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
   for key in ("test_neg_elbo_nats", "test_iwae_nll_nats", "test_recon_mse"):
     if key in results:
       logging.info("%s = %.4f", key, results[key])
   return results
 
-
-def write_json(path: str, payload: dict) -> None:
-  """Writes JSON atomically (temporary file, then rename), so readers never see half a file."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
