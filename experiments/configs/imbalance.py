@@ -34,6 +34,10 @@ def get_config(variant=None):
   config.smote_k = 5
   # Each method adds round(ratio * (n_max - n_c)) images to class c (1.0: every class reaches n_max).
   config.synthetic_ratio = 1.0
+  # With synthetic_ratio < 1, how the classifier of an image-adding method closes the remaining gap:
+  # 'none' (leave it), 'class_weight' (inverse-frequency loss weights over the augmented set) or
+  # 'random_oversample' (duplicate real images of each class up to n_max).
+  config.fill_remainder = "none"
   # > 0: keep a generated image only if a class-weighted CNN trained on the imbalanced set gives its
   # intended class at least this probability (rejected images are redrawn).
   # 0.9 raised the balanced accuracy of every generative method in the measured :cpu run (README).

@@ -17,6 +17,8 @@ GENERATIVE_METHODS = GAN_METHODS + ("cvae",)
 METHODS = CLASSIC_METHODS + GENERATIVE_METHODS
 # Methods whose training set is the imbalanced one as is (class_weight only reweights the loss).
 NO_SYNTHETIC = ("none", "class_weight")
+# How the classifier closes the gap that synthetic_ratio < 1 leaves (see `remainder_fill`).
+FILL_REMAINDER = ("none", "class_weight", "random_oversample")
 
 
 def parse_methods(value) -> list[str]:
@@ -39,6 +41,18 @@ def check_synthetic_ratio(ratio: float) -> None:
   """Raises ValueError for a ratio outside [0, 10]."""
   if not 0.0 <= ratio <= 10.0:
     raise ValueError(f"config.synthetic_ratio must lie in [0, 10], got {ratio}")
+
+
+def check_fill_remainder(fill: str) -> None:
+  """Raises ValueError for a fill_remainder outside FILL_REMAINDER."""
+  if fill not in FILL_REMAINDER:
+    raise ValueError(f"config.fill_remainder must be one of {', '.join(FILL_REMAINDER)}, got {fill!r}")
+
+
+def remainder_counts(real_counts: Sequence[int], augmented_counts: Sequence[int]) -> np.ndarray:
+  """Images still missing per class after augmentation: max(real counts) - augmented count, at least 0."""
+  real_counts, augmented_counts = np.asarray(real_counts, np.int64), np.asarray(augmented_counts, np.int64)
+  return np.maximum(real_counts.max() - augmented_counts, 0)
 
 
 def synthetic_counts(counts: Sequence[int], ratio: float) -> np.ndarray:

@@ -57,6 +57,7 @@ def validate_config(config: ml_collections.ConfigDict) -> list[str]:
   if not 0.0 <= config.filter_confidence < 1.0:
     raise ValueError(f"config.filter_confidence must lie in [0, 1), got {config.filter_confidence}")
   methods_lib.check_synthetic_ratio(config.synthetic_ratio)
+  methods_lib.check_fill_remainder(config.fill_remainder)
   for method in set(methods) & set(methods_lib.GENERATIVE_METHODS):
     if method not in config.generators:
       raise ValueError(f"method '{method}' needs config.generators.{method}")
@@ -307,11 +308,31 @@ def load_training_set(method: str, paths: _Paths, ds) -> tuple[np.ndarray, np.nd
     return np.concatenate([images, f["image"]]), np.concatenate([labels, f["label"]]).astype(np.int32)
 
 
-def _classifier_run(method, k, config, paths, programs, ds, train) -> None:
+def classifier_training_set(method: str, config, paths: _Paths, ds):
+  """A method's classifier training set and per-class loss weights (None: unweighted).
+
+  `class_weight` weights the imbalanced set. A method that adds images and leaves a gap
+  (synthetic_ratio < 1) has it closed by `config.fill_remainder`: inverse-frequency weights
+  over the augmented set, or duplicates of real images drawn by imbalanced-learn.
+  """
+  num_classes = ds["num_classes"]
   images, labels = load_training_set(method, paths, ds)
-  weights = None
   if method == "class_weight":
-    weights = classifier_loop.inverse_frequency_weights(labels, ds["num_classes"])
+    return images, labels, classifier_loop.inverse_frequency_weights(labels, num_classes)
+  if method in methods_lib.NO_SYNTHETIC or config.fill_remainder == "none":
+    return images, labels, None
+  if config.fill_remainder == "class_weight":
+    return images, labels, classifier_loop.inverse_frequency_weights(labels, num_classes)
+  real_images, real_labels = ds["train"]
+  missing = methods_lib.remainder_counts(np.bincount(real_labels, minlength=num_classes),
+                                         np.bincount(labels, minlength=num_classes))
+  extra_images, extra_labels = methods_lib.imblearn_synthetic("random_oversample", real_images, real_labels,
+                                                              missing, config.seed)
+  return np.concatenate([images, extra_images]), np.concatenate([labels, extra_labels]).astype(np.int32), None
+
+
+def _classifier_run(method, k, config, paths, programs, ds, train) -> None:
+  images, labels, weights = classifier_training_set(method, config, paths, ds)
   start = time.perf_counter()
   params = train(images, labels, classifier_seed(config, k), config.classifier.num_steps, f"{method} seed {k}",
                  weights)

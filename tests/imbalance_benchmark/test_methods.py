@@ -85,3 +85,11 @@ def test_sample_without_filter_is_plain_sampling():
   assert calls == [(0, 3), (2, 2)]
   np.testing.assert_array_equal(labels, [0, 0, 0, 2, 2])
   assert info["acceptance_rate"] == [1.0, None, 1.0]
+
+
+def test_remainder_counts_close_the_gap_to_the_real_majority():
+  np.testing.assert_array_equal(methods.remainder_counts([100, 40, 10], [100, 55, 32]), [0, 45, 68])
+  np.testing.assert_array_equal(methods.remainder_counts([100, 40], [100, 130]), [0, 0])
+  methods.check_fill_remainder("class_weight")
+  with pytest.raises(ValueError, match="fill_remainder must be one of none, class_weight, random_oversample.*'smote'"):
+    methods.check_fill_remainder("smote")
