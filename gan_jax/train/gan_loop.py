@@ -43,6 +43,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("batch_size", "num_steps", "d_steps", "log_every", "checkpoint_every", "sample_every"):
     if int(config[field]) <= 0:
       raise ValueError(f"config.{field} must be a positive integer, got {config[field]}")
+  if not 0.0 <= config.g_ema_decay < 1.0:
+    raise ValueError(f"config.g_ema_decay must lie in [0, 1) (0 disables the average), got {config.g_ema_decay}")
 
 
 def build_gan(config: ml_collections.ConfigDict, info) -> models.GAN:
@@ -58,7 +60,12 @@ def build_optimizers(config: ml_collections.ConfigDict):
 
 def build_step_config(config: ml_collections.ConfigDict) -> gan_step.StepConfig:
   return gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
-                             aux_weight=config.aux_weight)
+                             aux_weight=config.aux_weight, g_ema_decay=config.g_ema_decay)
+
+
+def init_state_fn(config: ml_collections.ConfigDict, gan: models.GAN, g_tx, d_tx, image_shape):
+  """`init(key) -> GANTrainState` for this config (with the generator average when it keeps one)."""
+  return lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, image_shape, g_ema=config.g_ema_decay > 0)
 
 
 def load_train_arrays(config: ml_collections.ConfigDict, idx_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -110,8 +117,7 @@ def load_generator(config: ml_collections.ConfigDict, workdir: str) -> Callable[
   info = data.get_dataset_info(config.dataset)
   gan = build_gan(config, info)
   g_tx, d_tx = build_optimizers(config)
-  template = jax.jit(lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, info.image_shape))(
-      jax.random.PRNGKey(0))
+  template = jax.jit(init_state_fn(config, gan, g_tx, d_tx, info.image_shape))(jax.random.PRNGKey(0))
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
   try:
     state = ckpt.restore(template)
@@ -121,7 +127,8 @@ def load_generator(config: ml_collections.ConfigDict, workdir: str) -> Callable[
   @jax.jit
   def sample_batch(key, labels):
     z = jax.random.normal(key, (labels.shape[0], gan.z_dim))
-    return gan_step.generate(gan, state.g_params, state.g_batch_stats, z, labels, train=False)[0]
+    return gan_step.generate(gan, gan_step.sampling_params(state), state.g_batch_stats, z, labels,
+                             train=False)[0]
 
   def sample(key: jax.Array, labels: np.ndarray, batch_size: int = 500) -> np.ndarray:
     labels = np.asarray(labels, np.int32)
@@ -191,8 +198,7 @@ def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | No
   gan = build_gan(config, info)
   g_tx, d_tx = build_optimizers(config)
   dataset = device_dataset.DeviceDataset(*load_train_arrays(config, idx_dir), mesh, gan.output_range)
-  init = jax.jit(lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, info.image_shape),
-                 out_shardings=parallel.replicated(mesh))
+  init = jax.jit(init_state_fn(config, gan, g_tx, d_tx, info.image_shape), out_shardings=parallel.replicated(mesh))
   state = init(jax.random.PRNGKey(config.seed))
   ckpt_dir = os.path.join(workdir, "checkpoints")
   ckpt = checkpoint.Checkpointer(ckpt_dir, max_to_keep=config.keep_checkpoints)
@@ -205,8 +211,8 @@ def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | No
   train_step = parallel.data_parallel_jit(
       gan_step.make_train_step(gan, build_step_config(config), g_tx, d_tx), mesh, batch_axis=1)
   sample_z, sample_labels, rows, cols = fixed_sample_inputs(gan, config.seed)
-  sampler = jax.jit(lambda s: gan_step.generate(gan, s.g_params, s.g_batch_stats, sample_z, sample_labels,
-                                                train=False)[0])
+  sampler = jax.jit(lambda s: gan_step.generate(gan, gan_step.sampling_params(s), s.g_batch_stats, sample_z,
+                                                sample_labels, train=False)[0])
   tracker = progress.Progress(config.num_steps, start, name=config.model)
   images_per_step = config.batch_size * config.d_steps
   last_good, metric_names = restored_step, None

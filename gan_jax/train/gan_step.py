@@ -41,6 +41,8 @@ class GANTrainState:
   d_opt_state: PyTree
   rng: jax.Array
   health: dict[str, jax.Array]  # see `guard_nonfinite`
+  # Exponential moving average of g_params (StepConfig.g_ema_decay > 0), else None; samplers use it.
+  g_ema_params: PyTree = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,11 +54,15 @@ class StepConfig:
     d_steps: discriminator updates per generator update (n_critic for WGAN-GP).
     gp_weight: weight of the gradient penalty; 0 disables it.
     aux_weight: weight of the ACGAN class cross-entropy terms.
+    g_ema_decay: > 0 keeps an exponential moving average of the generator weights
+      (Yazici et al., ICLR 2019), updated after every generator step; the state must
+      then be initialised with `init_train_state(..., g_ema=True)`.
   """
   loss: str = "non_saturating"
   d_steps: int = 1
   gp_weight: float = 0.0
   aux_weight: float = 1.0
+  g_ema_decay: float = 0.0
 
 
 def make_optimizer(learning_rate: float, b1: float, b2: float) -> optax.GradientTransformation:
@@ -65,8 +71,11 @@ def make_optimizer(learning_rate: float, b1: float, b2: float) -> optax.Gradient
 
 
 def init_train_state(gan: GAN, g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-                     key: jax.Array, image_shape) -> GANTrainState:
-  """Initialises parameters and optimizer states from one PRNG key (pure; jit-able)."""
+                     key: jax.Array, image_shape, g_ema: bool = False) -> GANTrainState:
+  """Initialises parameters and optimizer states from one PRNG key (pure; jit-able).
+
+  `g_ema` adds the generator weight average, starting at the initial weights.
+  """
   g_key, d_key, run_key = jax.random.split(key, 3)
   z = jnp.zeros((2, gan.z_dim), jnp.float32)
   labels = jnp.zeros((2,), jnp.int32)
@@ -82,7 +91,22 @@ def init_train_state(gan: GAN, g_tx: optax.GradientTransformation, d_tx: optax.G
       d_opt_state=d_tx.init(d_vars["params"]),
       rng=run_key,
       health=initial_health(),
+      g_ema_params=g_vars["params"] if g_ema else None,
   )
+
+
+def sampling_params(state: GANTrainState) -> PyTree:
+  """The generator weights to sample with: the moving average when the run keeps one.
+
+  BatchNorm running statistics come from the online generator (`g_batch_stats`) in
+  both cases; with a slow average the two weight sets differ little late in training.
+  """
+  return state.g_params if state.g_ema_params is None else state.g_ema_params
+
+
+def update_ema(ema: PyTree, params: PyTree, decay: float) -> PyTree:
+  """ema <- decay * ema + (1 - decay) * params, leaf by leaf."""
+  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
 def initial_health() -> dict[str, jax.Array]:
@@ -244,8 +268,13 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
     grads, (g_metrics, batch_stats) = jax.grad(g_objective, has_aux=True)(
         state.g_params, state.g_batch_stats, state.d_params, labels[-1], g_key)
     updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
-    state = state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, updates),
-                          g_opt_state=g_opt_state, g_batch_stats=batch_stats)
+    g_params = optax.apply_updates(state.g_params, updates)
+    state = state.replace(step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state,
+                          g_batch_stats=batch_stats)
+    if cfg.g_ema_decay > 0:
+      if state.g_ema_params is None:
+        raise ValueError("StepConfig.g_ema_decay > 0 needs a state made by init_train_state(..., g_ema=True)")
+      state = state.replace(g_ema_params=update_ema(state.g_ema_params, g_params, cfg.g_ema_decay))
     return guard_nonfinite(old_state, state, {**d_metrics, **g_metrics})
 
   return train_step

@@ -98,6 +98,7 @@ def test_workdir_with_a_different_config_is_refused(tmp_path, idx_dir):
     ("batch_size", 12, "not divisible by the number of devices"),
     ("on_nonfinite", "ignore", "Unknown on_nonfinite 'ignore'"),
     ("num_steps", 0, "num_steps must be a positive integer"),
+    ("g_ema_decay", 1.0, "g_ema_decay must lie in"),
 ])
 def test_bad_config_values_are_clear_errors(field, value, message, tmp_path):
   with pytest.raises(ValueError, match=message):
@@ -140,3 +141,21 @@ def test_load_generator_samples_the_trained_generator(tmp_path, idx_dir):
   assert not np.array_equal(images, sample(jax.random.PRNGKey(4), labels, batch_size=4))
   with pytest.raises(FileNotFoundError):
     gan_loop.load_generator(config, str(tmp_path / "empty"))
+
+
+def test_load_generator_samples_the_ema_weights_when_the_run_keeps_them(tmp_path, idx_dir):
+  import jax  # pylint: disable=g-import-not-at-top
+  labels = np.arange(10, dtype=np.int32)
+  key = jax.random.PRNGKey(0)
+  drawn = {}
+  for decay in (0.0, 0.5):
+    config = smoke_config("cgan_mnist", g_ema_decay=decay)
+    workdir = tmp_path / f"ema{decay}"
+    run(config, workdir, idx_dir)
+    drawn[decay] = gan_loop.load_generator(config, str(workdir))(key, labels)
+    with open(workdir / "metrics.jsonl") as f:
+      # Wall-clock throughput legitimately differs between runs.
+      drawn[decay, "metrics"] = [{k: v for k, v in json.loads(line).items() if k != "images_per_sec"} for line in f]
+  # Training is identical (the average never feeds back), the sampled generator is not.
+  assert drawn[0.0, "metrics"] == drawn[0.5, "metrics"]
+  assert not np.array_equal(drawn[0.0], drawn[0.5])

@@ -104,3 +104,32 @@ def test_acgan_metrics_include_auxiliary_terms():
   # d_loss = adversarial + aux_real + aux_fake (aux_weight 1).
   chex.assert_trees_all_close(metrics["d_loss"],
                               metrics["d_adversarial"] + metrics["d_aux_real"] + metrics["d_aux_fake"], rtol=1e-5)
+
+
+def test_generator_ema_tracks_the_weights_and_leaves_training_unchanged():
+  gan = models.build_gan("dcgan", image_shape=(28, 28, 1), num_classes=10, width=8)
+  tx = gan_step.make_optimizer(2e-4, 0.5, 0.999)
+  decay = 0.9
+  plain = jax.jit(lambda k: gan_step.init_train_state(gan, tx, tx, k, (28, 28, 1)))(jax.random.PRNGKey(0))
+  averaged = jax.jit(lambda k: gan_step.init_train_state(gan, tx, tx, k, (28, 28, 1), g_ema=True))(
+      jax.random.PRNGKey(0))
+  assert plain.g_ema_params is None
+  chex.assert_trees_all_close(averaged.g_ema_params, averaged.g_params)
+  step_plain = jax.jit(gan_step.make_train_step(gan, gan_step.StepConfig(), tx, tx))
+  step_ema = jax.jit(gan_step.make_train_step(gan, gan_step.StepConfig(g_ema_decay=decay), tx, tx))
+  expected = averaged.g_params
+  for i in range(3):
+    batch = make_batch(i, 1)
+    plain, _ = step_plain(plain, batch)
+    averaged, _ = step_ema(averaged, batch)
+    expected = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, expected, averaged.g_params)
+  # The average never feeds back into training: both runs have the same weights.
+  chex.assert_trees_all_close(averaged.g_params, plain.g_params)
+  chex.assert_trees_all_close(averaged.g_ema_params, expected, rtol=1e-5, atol=1e-7)
+  assert gan_step.sampling_params(averaged) is averaged.g_ema_params
+  assert gan_step.sampling_params(plain) is plain.g_params
+  # The average lags the weights: it is neither the initial nor the current generator.
+  first = jax.tree.leaves(averaged.g_ema_params)[0]
+  assert not np.allclose(first, jax.tree.leaves(averaged.g_params)[0])
+  with pytest.raises(ValueError, match="g_ema=True"):
+    step_ema(plain, make_batch(0, 1))
