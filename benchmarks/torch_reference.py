@@ -328,3 +328,41 @@ def run_reference(spec: dict, channels_last: bool = False, compile_step: bool = 
     reason = " ".join(f"{type(e).__name__}: {e}".split())[:_MAX_REASON_CHARS]
     result["compiled"] = {"available": False, "reason": reason}
   return result
+
+
+def time_conv_layer(layer: dict, batch_size: int, reps: int, threads: int = 0) -> dict:
+  """Median forward and forward+backward seconds of one `gan_jax.layer_benchmark.ConvLayer` (as a dict).
+
+  The same convolution as the JAX side (the mirror's `up_conv` or strided `Conv2d`), eager,
+  NCHW, on the CPU; backward is the gradient of sum(y^2) for both input and weight.
+  """
+  if threads:
+    torch.set_num_threads(threads)
+  height, width, c_in = layer["in_shape"]
+  k, stride = layer["kernel_size"], layer["stride"]
+  if layer["direction"] == "up":
+    module = up_conv(c_in, layer["features"], k, stride, bias=False)
+  else:
+    module = nn.Conv2d(c_in, layer["features"], k, stride, (k - 1) // 2, bias=False)
+  x = torch.randn(batch_size, c_in, height, width, requires_grad=True)
+
+  def forward_backward():
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+    module(x).square().sum().backward()
+
+  def forward():
+    with torch.no_grad():
+      module(x)
+
+  def median(fn):
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+      start = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+  return {"forward_s": median(forward), "forward_backward_s": median(forward_backward),
+          "threads": torch.get_num_threads()}

@@ -209,7 +209,7 @@ def test_entrypoint_rejects_unknown_model_in_one_line():
 
 def test_library_imports_without_tensorflow_or_torch():
   # None in sys.modules makes any `import tensorflow` fail, as on a machine without it.
-  code = ("import sys; sys.modules['tensorflow'] = None; import gan_jax.benchmark; "
+  code = ("import sys; sys.modules['tensorflow'] = None; import gan_jax.benchmark, gan_jax.layer_benchmark; "
           "assert 'torch' not in sys.modules, 'gan_jax.benchmark imported torch'")
   proc = _run_python("-c", code)
   assert proc.returncode == 0, proc.stderr[-2000:]
