@@ -179,7 +179,14 @@ def build_models(spec: dict) -> dict[str, nn.Module]:
   g_plan, d_plan = spec["generator"], spec["discriminator"]
   if g_plan["kind"] == "MLPGenerator":
     return {"g": MLPGenerator(spec["z_dim"], g_plan), "d": MLPDiscriminator(math.prod(spec["image_shape"]), d_plan)}
-  return {"g": DCGANGenerator(spec["z_dim"], g_plan), "d": DCGANDiscriminator(spec["image_shape"], d_plan)}
+  d = DCGANDiscriminator(spec["image_shape"], d_plan)
+  if d_plan.get("spectral_norm"):
+    # torch's parametrization: one power-iteration step per call from a persisted vector
+    # (gan_jax runs 20 stateless steps; both are matrix-vector products, negligible here).
+    for module in list(d.modules()):
+      if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.utils.parametrizations.spectral_norm(module)
+  return {"g": DCGANGenerator(spec["z_dim"], g_plan), "d": d}
 
 
 def param_count(spec: dict) -> int:

@@ -142,7 +142,7 @@ def build_target(opts: Options) -> Target:
   impl = opts.upsample_impl or config.upsample_impl
   gan = models.build_gan(config.model, image_shape=shape, num_classes=info.num_classes,
                          z_dim=config.z_dim or None, width=width, conditioning=config.conditioning,
-                         upsample_impl=impl, dtype=DTYPES[opts.dtype])
+                         upsample_impl=impl, spectral_norm=config.spectral_norm, dtype=DTYPES[opts.dtype])
   cfg = gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
                             aux_weight=config.aux_weight)
   g_tx = gan_step.make_optimizer(config.lr_g, config.b1, config.b2)

@@ -47,7 +47,7 @@ class GAN:
 
 def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim: int | None = None,
               width: int = 64, conditioning: str = "concat", dropout_rate: float | None = None,
-              upsample_impl: str = "auto", dtype: Any = jnp.float32) -> GAN:
+              upsample_impl: str = "auto", spectral_norm: bool = False, dtype: Any = jnp.float32) -> GAN:
   """Builds the named GAN for images of `image_shape` (H, W, C).
 
   Args:
@@ -59,6 +59,7 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
     conditioning: cgan discriminator conditioning, 'concat' or 'projection'.
     dropout_rate: discriminator dropout; defaults per family (0.3 MLP, 0.4 DCGAN, 0 critic).
     upsample_impl: generator up-sampling implementation (see gan_jax.models.upsample).
+    spectral_norm: spectrally normalised discriminator (convolutional families only).
     dtype: computation dtype of the convolutional models.
 
   Raises:
@@ -73,6 +74,8 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
   d_conditioning = conditioning if name == "cgan" else "none"
   aux = name == "acgan"
 
+  if spectral_norm and name == "mlp_gan":
+    raise ValueError("spectral_norm is implemented for the convolutional discriminators; mlp_gan has none")
   if name == "mlp_gan":
     # width 64 gives the classic plan: G 256-512-1024, D 1024-512-256.
     hidden = (4 * width, 8 * width, 16 * width)
@@ -90,7 +93,8 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
     dropout_rate = 0.0 if name == "wgan_gp" else 0.4
   generator = make_g(width, channels, num_classes=g_classes, upsample_impl=upsample_impl, dtype=dtype)
   discriminator = make_d(width, dropout_rate=dropout_rate, num_classes=num_classes,
-                         conditioning=d_conditioning, aux_classifier=aux, dtype=dtype)
+                         conditioning=d_conditioning, aux_classifier=aux, spectral_norm=spectral_norm,
+                         dtype=dtype)
   return GAN(name, generator, discriminator, z_dim or default_z, num_classes, conditional,
              d_conditioning != "none", aux, (-1.0, 1.0))
 

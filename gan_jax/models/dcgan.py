@@ -65,6 +65,8 @@ class DCGANDiscriminator(nn.Module):
     dropout_rate: 0 for a WGAN-GP critic.
     num_classes, conditioning, aux_classifier: see `layers.DiscriminatorHead`;
       `concat` conditioning feeds the label as an extra input channel.
+    spectral_norm: spectrally normalise every convolution and the head
+      (`layers.spectral_normalize`; Miyato et al., 2018).
   """
   widths: Sequence[int] = (64, 128)
   kernel_size: int = 5
@@ -72,6 +74,7 @@ class DCGANDiscriminator(nn.Module):
   num_classes: int = 0
   conditioning: str = "none"
   aux_classifier: bool = False
+  spectral_norm: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -81,14 +84,18 @@ class DCGANDiscriminator(nn.Module):
     if self.conditioning == "concat":
       x = layers.LabelPlane(self.num_classes, images.shape[1], images.shape[2])(x, labels)
     x = x.astype(self.dtype)
+    kernel = (self.kernel_size, self.kernel_size)
     for width in self.widths:
-      x = nn.Conv(width, (self.kernel_size, self.kernel_size), strides=(2, 2), padding="SAME",
-                  dtype=self.dtype)(x)
+      if self.spectral_norm:
+        x = layers.SpectralConv(width, kernel, strides=(2, 2), dtype=self.dtype)(x)
+      else:
+        x = nn.Conv(width, kernel, strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
       if self.dropout_rate > 0:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = x.reshape(x.shape[0], -1)
-    return layers.DiscriminatorHead(self.num_classes, self.conditioning, self.aux_classifier)(x, labels)
+    return layers.DiscriminatorHead(self.num_classes, self.conditioning, self.aux_classifier,
+                                    self.spectral_norm)(x, labels)
 
 
 def dcgan28_generator(width: int = 64, channels: int = 1, **kwargs) -> DCGANGenerator:

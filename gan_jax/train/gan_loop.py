@@ -50,7 +50,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def build_gan(config: ml_collections.ConfigDict, info) -> models.GAN:
   return models.build_gan(config.model, image_shape=info.image_shape, num_classes=info.num_classes,
                           z_dim=config.z_dim or None, width=config.width, conditioning=config.conditioning,
-                          upsample_impl=config.upsample_impl)
+                          upsample_impl=config.upsample_impl, spectral_norm=config.spectral_norm)
 
 
 def build_optimizers(config: ml_collections.ConfigDict):
