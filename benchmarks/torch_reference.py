@@ -6,7 +6,9 @@ both sides run the same layers with the same shapes; a test checks the parameter
 counts are equal. The step is the same computation as `gan_jax.train.gan_step`:
 d_steps discriminator updates (fakes from G in training mode, no gradient to G),
 then one generator update, Adam with the config's betas, the losses of
-`gan_jax.losses`, the gradient penalty and the ACGAN class terms. Initialisation
+`gan_jax.losses`, the gradient penalty and the ACGAN class terms; with
+spec['reuse_fakes'] the generator update reuses the last discriminator update's
+fakes, as gan_jax does (and PyTorch's DCGAN example). Initialisation
 differs (it does not affect speed). Not mirrored: gan_jax's non-finite guard
 (an elementwise select over the state, a small share of the step).
 
@@ -229,18 +231,27 @@ def make_gan_step(spec: dict, g: Callable, d: Callable, g_params: list, d_params
                                           + F.cross_entropy(class_logits[batch:], labels))
     return loss
 
+  reuse = spec.get("reuse_fakes", False)
+
   def step(images: list, labels):
-    for real, y in zip(images, labels):
+    last = len(images) - 1
+    for k, (real, y) in enumerate(zip(images, labels)):
       noise = torch.randn((real.shape[0], spec["z_dim"]), device=real.device)
-      with torch.no_grad(), autocast():
-        fake = g(noise, y)
+      if reuse and k == last:  # keep G's graph: the generator update reuses these fakes
+        with autocast():
+          kept = g(noise, y)
+        fake = kept.detach()
+      else:
+        with torch.no_grad(), autocast():
+          fake = g(noise, y)
       with autocast():
         loss = d_objective(real, fake, y)
       _apply(loss, d_params, d_opt)
     y = labels[-1]
-    noise = torch.randn((y.shape[0], spec["z_dim"]), device=y.device)
     with autocast():
-      logits, class_logits = d(g(noise, y), d_labels(y))
+      if not reuse:
+        kept = g(torch.randn((y.shape[0], spec["z_dim"]), device=y.device), y)
+      logits, class_logits = d(kept, d_labels(y))
       loss = g_loss_fn(logits)
       if spec["aux_classifier"]:
         loss = loss + spec["aux_weight"] * F.cross_entropy(class_logits, y)

@@ -27,6 +27,8 @@ _DTYPE = flags.DEFINE_string("dtype", "float32", f"Compute dtype: {', '.join(ben
 _UPSAMPLE = flags.DEFINE_string("upsample_impl", "", "Generator up-sampling: auto, transpose, subpixel ('' = config).")
 _WIDTH = flags.DEFINE_integer("width", 0, "Base width of the GAN (0 = config).")
 _STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 1, "Train steps per jitted call (lax.scan).")
+_REUSE_FAKES = flags.DEFINE_bool("reuse_fakes", False, "G's update reuses the last D update's fakes (JAX and "
+                                 "PyTorch alike): one G forward pass per step.")
 _UNROLL = flags.DEFINE_bool("unroll_loops", False, "Trace the d_steps lax.scan as straight-line code.")
 _DONATE = flags.DEFINE_bool("donate", True, "Donate the train state to the step.")
 _THREADS = flags.DEFINE_integer("threads", 0, "CPU threads for XLA and PyTorch (0 = os.cpu_count()).")
@@ -56,7 +58,7 @@ def format_table(result):
   lines = [
       f"{result['model']}: batch {result['batch_size']}, d_steps {result['d_steps']}, steps/call "
       f"{result['steps_per_call']}, unroll_loops {result['unroll_loops']}, dtype {result['dtype']}, "
-      f"upsample {result['upsample_impl']}, donate {result['donate']}",
+      f"upsample {result['upsample_impl']}, donate {result['donate']}, reuse_fakes {result['reuse_fakes']}",
       f"device: {m['platform']} {m['device_kind']} ({m['cpu_model']}), 1 device measured, XLA CPU threads "
       f"{result['xla_cpu_threads']}; jax {m['versions']['jax']}, torch {m['versions']['torch']}",
       f"{'':<15}{'compile s':>10}  {'step ms median [min, max]':>28}  {'images/s':>10}  {'GFLOP/s':>8}",
@@ -89,7 +91,7 @@ def _run():
     raise ValueError(f"Unknown reference '{_REFERENCE.value}'; choose one of: torch (or leave it empty)")
   opts = benchmark.Options(
       model=_MODEL.value or "", batch_size=_BATCH_SIZE.value, steps=_STEPS.value, warmup=_WARMUP.value,
-      dtype=_DTYPE.value, upsample_impl=_UPSAMPLE.value, width=_WIDTH.value, steps_per_call=_STEPS_PER_CALL.value,
+      dtype=_DTYPE.value, upsample_impl=_UPSAMPLE.value, width=_WIDTH.value, steps_per_call=_STEPS_PER_CALL.value, reuse_fakes=_REUSE_FAKES.value,
       unroll_loops=_UNROLL.value, donate=_DONATE.value,
       threads=_THREADS.value or os.cpu_count(), peak_size=_PEAK_SIZE.value, data_batches=_DATA_BATCHES.value)
   benchmark.validate_options(opts)  # before the slow parts: bad input fails at once

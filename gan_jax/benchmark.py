@@ -60,6 +60,7 @@ class Options:
   upsample_impl: str = ""
   width: int = 0
   steps_per_call: int = 1
+  reuse_fakes: bool = False
   unroll_loops: bool = False
   donate: bool = True
   threads: int = 0
@@ -101,6 +102,8 @@ def validate_options(opts: Options) -> None:
   for name in ("warmup", "width", "threads", "peak_size"):
     if getattr(opts, name) < 0:
       raise ValueError(f"{name} must be >= 0, got {getattr(opts, name)}")
+  if opts.reuse_fakes and opts.model == "classifier":
+    raise ValueError("reuse_fakes applies to the GAN models; the classifier has no generator")
 
 
 def load_config(model: str) -> ml_collections.ConfigDict:
@@ -144,14 +147,14 @@ def build_target(opts: Options) -> Target:
                          z_dim=config.z_dim or None, width=width, conditioning=config.conditioning,
                          upsample_impl=impl, spectral_norm=config.spectral_norm, dtype=DTYPES[opts.dtype])
   cfg = gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
-                            aux_weight=config.aux_weight)
+                            aux_weight=config.aux_weight, reuse_fakes=opts.reuse_fakes)
   g_tx = gan_step.make_optimizer(config.lr_g, config.b1, config.b2)
   d_tx = gan_step.make_optimizer(config.lr_d, config.b1, config.b2)
   # Only the convolutional families take a compute dtype (build_gan ignores it for the MLP).
   applied = opts.dtype if gan.name != "mlp_gan" else "float32"
   spec = {**_common_spec(opts, config, info, gan.name, cfg.d_steps), "width": width, "z_dim": gan.z_dim,
           "upsample_impl": impl if gan.name != "mlp_gan" else "n/a", "loss": cfg.loss,
-          "gp_weight": cfg.gp_weight, "aux_weight": cfg.aux_weight, "lr_g": config.lr_g, "lr_d": config.lr_d,
+          "gp_weight": cfg.gp_weight, "aux_weight": cfg.aux_weight, "reuse_fakes": cfg.reuse_fakes, "lr_g": config.lr_g, "lr_d": config.lr_d,
           "b1": config.b1, "b2": config.b2, "conditional": gan.conditional, "d_takes_labels": gan.d_takes_labels,
           "aux_classifier": gan.aux_classifier, "output_range": list(gan.output_range), "compute_dtype": applied,
           "generator": _plan(gan.generator), "discriminator": _plan(gan.discriminator)}
@@ -407,7 +410,7 @@ def run(opts: Options, reference: Callable[[dict], dict] | None = None) -> dict[
   result = {
       "model": opts.model, "options": dataclasses.asdict(opts), "spec": spec,
       "batch_size": opts.batch_size, "d_steps": spec["d_steps"], "steps_per_call": opts.steps_per_call,
-      "unroll_loops": opts.unroll_loops, "dtype": spec["compute_dtype"],
+      "unroll_loops": opts.unroll_loops, "reuse_fakes": opts.reuse_fakes, "dtype": spec["compute_dtype"],
       "upsample_impl": spec.get("upsample_impl", "n/a"), "donate": opts.donate,
       "threads": opts.threads or os.cpu_count(), "xla_cpu_threads": cpu_threads(),
       "images_per_sec_definition": IMAGES_PER_SEC_DEFINITION, **figures, **peak,

@@ -219,3 +219,16 @@ def test_input_pipeline_rate_is_positive():
   spec = benchmark.build_target(benchmark.Options(model="wgan_gp_mnist", **TINY)).spec
   rate = benchmark.data_images_per_sec(spec, num_examples=256, num_batches=2, device=jax.devices()[0])
   assert positive_finite(rate)
+
+
+def test_reuse_fakes_runs_on_both_sides_and_costs_fewer_flops():
+  reference = functools.partial(torch_reference().run_reference, compile_step=False)
+  reused = benchmark.run(benchmark.Options(model="dcgan_mnist", reuse_fakes=True, **TINY), reference)
+  check_result(reused, with_torch=True)
+  assert reused["reuse_fakes"] and reused["spec"]["reuse_fakes"]
+  fresh_target = benchmark.build_target(benchmark.Options(model="dcgan_mnist", **TINY))
+  state = jax.eval_shape(fresh_target.init_fn, jax.random.PRNGKey(0))
+  batch = benchmark.synthetic_batch(fresh_target.spec, fresh_target.batch_lead)
+  assert reused["flops_per_step"] < benchmark.step_flops(fresh_target.step_fn, state, batch)
+  with pytest.raises(ValueError, match="reuse_fakes applies to the GAN models"):
+    benchmark.validate_options(benchmark.Options(model="classifier", reuse_fakes=True))

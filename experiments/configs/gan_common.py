@@ -40,6 +40,9 @@ def base_config(model: str, dataset: str = "mnist", loss: str = "non_saturating"
   config.aux_weight = 1.0
   # > 0: sample with an exponential moving average of the generator weights (e.g. 0.999).
   config.g_ema_decay = 0.0
+  # True: G's update reuses the last D update's fakes (one G forward per step; PyTorch DCGAN
+  # example style) instead of fresh noise (Algorithm 1).
+  config.reuse_fakes = False
   # Data: '' or 'none' trains on the full split; otherwise an imbalance profile name.
   config.imbalance = "none"  # e.g. deepsmote_100, exponential, step, or '4000,2000,...'
   config.imbalance_rho = 0.0  # exponential: n_i = n_max * rho^(-i/(C-1))

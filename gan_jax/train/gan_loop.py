@@ -60,7 +60,8 @@ def build_optimizers(config: ml_collections.ConfigDict):
 
 def build_step_config(config: ml_collections.ConfigDict) -> gan_step.StepConfig:
   return gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
-                             aux_weight=config.aux_weight, g_ema_decay=config.g_ema_decay)
+                             aux_weight=config.aux_weight, g_ema_decay=config.g_ema_decay,
+                             reuse_fakes=config.reuse_fakes)
 
 
 def init_state_fn(config: ml_collections.ConfigDict, gan: models.GAN, g_tx, d_tx, image_shape):

@@ -57,12 +57,16 @@ class StepConfig:
     g_ema_decay: > 0 keeps an exponential moving average of the generator weights
       (Yazici et al., ICLR 2019), updated after every generator step; the state must
       then be initialised with `init_train_state(..., g_ema=True)`.
+    reuse_fakes: the generator update reuses the fakes of the last discriminator update
+      (same noise, one G forward pass per step instead of two, as in PyTorch's DCGAN
+      example) instead of drawing fresh noise as Algorithm 1 does.
   """
   loss: str = "non_saturating"
   d_steps: int = 1
   gp_weight: float = 0.0
   aux_weight: float = 1.0
   g_ema_decay: float = 0.0
+  reuse_fakes: bool = False
 
 
 def make_optimizer(learning_rate: float, b1: float, b2: float) -> optax.GradientTransformation:
@@ -207,12 +211,9 @@ def _discriminator_objective(d_params, real, labels, fake, key, *, gan: GAN, cfg
   return total, metrics
 
 
-def _generator_objective(g_params, g_batch_stats, d_params, labels, key, *, gan: GAN, cfg: StepConfig):
-  """Generator loss on one fresh noise batch; returns updated BatchNorm statistics too."""
+def generator_loss(fake, d_params, labels, dropout_key, *, gan: GAN, cfg: StepConfig):
+  """The generator's loss on generated images (D's verdict, plus the ACGAN class term), and metrics."""
   _, g_loss_fn = losses.get_adversarial_losses(cfg.loss)
-  z_key, dropout_key = jax.random.split(key)
-  z = jax.random.normal(z_key, (labels.shape[0], gan.z_dim), jnp.float32)
-  fake, new_batch_stats = generate(gan, g_params, g_batch_stats, z, labels, train=True)
   logits, class_logits = _discriminate(gan, d_params, fake, labels, dropout_key)
   adversarial = g_loss_fn(logits)
   total = adversarial
@@ -222,7 +223,28 @@ def _generator_objective(g_params, g_batch_stats, d_params, labels, key, *, gan:
     total = total + cfg.aux_weight * aux
     metrics["g_aux"] = aux
   metrics["g_loss"] = total
+  return total, metrics
+
+
+def _generator_objective(g_params, g_batch_stats, d_params, labels, key, *, gan: GAN, cfg: StepConfig):
+  """Generator loss on one fresh noise batch; returns updated BatchNorm statistics too."""
+  z_key, dropout_key = jax.random.split(key)
+  z = jax.random.normal(z_key, (labels.shape[0], gan.z_dim), jnp.float32)
+  fake, new_batch_stats = generate(gan, g_params, g_batch_stats, z, labels, train=True)
+  total, metrics = generator_loss(fake, d_params, labels, dropout_key, gan=gan, cfg=cfg)
   return total, (metrics, new_batch_stats)
+
+
+def generator_grads_from_fakes(fake, g_vjp, d_params, labels, dropout_key, *, gan: GAN, cfg: StepConfig):
+  """Generator gradients from fakes already generated, through G's saved backward pass.
+
+  Equals jax.grad of `generator_loss(G(z))` with respect to G's parameters (tested),
+  without running G's forward pass again: the chain rule splits at the images.
+  """
+  (_, metrics), fake_grad = jax.value_and_grad(generator_loss, has_aux=True)(
+      fake, d_params, labels, dropout_key, gan=gan, cfg=cfg)
+  (grads,) = g_vjp(fake_grad)
+  return grads, metrics
 
 
 def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformation,
@@ -236,13 +258,15 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
   """
   d_objective = functools.partial(_discriminator_objective, gan=gan, cfg=cfg)
   g_objective = functools.partial(_generator_objective, gan=gan, cfg=cfg)
+  fake_noise = lambda z_key, batch: jax.random.normal(z_key, (batch, gan.z_dim), jnp.float32)
 
-  def d_update(state: GANTrainState, real, labels, key) -> tuple[GANTrainState, Metrics]:
+  def d_update(state: GANTrainState, real, labels, key, fake=None) -> tuple[GANTrainState, Metrics]:
     z_key, d_key = jax.random.split(key)
-    z = jax.random.normal(z_key, (real.shape[0], gan.z_dim), jnp.float32)
-    # Fakes come from G in training mode, like in the generator update; its
-    # running statistics are updated only by the generator step.
-    fake, _ = generate(gan, state.g_params, state.g_batch_stats, z, labels, train=True)
+    if fake is None:
+      # Fakes come from G in training mode, like in the generator update; its
+      # running statistics are updated only by the generator step.
+      fake, _ = generate(gan, state.g_params, state.g_batch_stats, fake_noise(z_key, real.shape[0]), labels,
+                         train=True)
     fake = jax.lax.stop_gradient(fake)
     grads, metrics = jax.grad(d_objective, has_aux=True)(state.d_params, real, labels, fake, d_key)
     updates, d_opt_state = d_tx.update(grads, state.d_opt_state, state.d_params)
@@ -260,13 +284,27 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
     # convolution weight gradients inside a while loop to a generic emitter that
     # ran DCGAN-MNIST 8x slower (42 vs 353 images/s, experiments.benchmark).
     per_update = []
-    for k in range(cfg.d_steps):
+    fresh_updates = cfg.d_steps - 1 if cfg.reuse_fakes else cfg.d_steps
+    for k in range(fresh_updates):
       state, metrics_k = d_update(state, images[k], labels[k], jax.random.fold_in(d_key, k))
+      per_update.append(metrics_k)
+    if cfg.reuse_fakes:
+      # The last D update draws the same noise as without reuse_fakes; G's forward pass is
+      # kept (jax.vjp) and its backward pass reused by the generator update.
+      last_key = jax.random.fold_in(d_key, cfg.d_steps - 1)
+      z = fake_noise(jax.random.split(last_key)[0], images.shape[1])
+      fake, g_vjp, batch_stats = jax.vjp(
+          lambda p: generate(gan, p, state.g_batch_stats, z, labels[-1], train=True), state.g_params, has_aux=True)
+      state, metrics_k = d_update(state, images[-1], labels[-1], last_key, fake=fake)
       per_update.append(metrics_k)
     d_metrics = jax.tree.map(lambda *values: jnp.mean(jnp.stack(values)), *per_update)
 
-    grads, (g_metrics, batch_stats) = jax.grad(g_objective, has_aux=True)(
-        state.g_params, state.g_batch_stats, state.d_params, labels[-1], g_key)
+    if cfg.reuse_fakes:
+      grads, g_metrics = generator_grads_from_fakes(fake, g_vjp, state.d_params, labels[-1],
+                                                    jax.random.split(g_key)[1], gan=gan, cfg=cfg)
+    else:
+      grads, (g_metrics, batch_stats) = jax.grad(g_objective, has_aux=True)(
+          state.g_params, state.g_batch_stats, state.d_params, labels[-1], g_key)
     updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
     state = state.replace(step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state,

@@ -133,3 +133,42 @@ def test_generator_ema_tracks_the_weights_and_leaves_training_unchanged():
   assert not np.allclose(first, jax.tree.leaves(averaged.g_params)[0])
   with pytest.raises(ValueError, match="g_ema=True"):
     step_ema(plain, make_batch(0, 1))
+
+
+def test_generator_grads_from_fakes_equal_the_direct_gradient():
+  gan = models.build_gan("acgan", image_shape=(28, 28, 1), num_classes=10, width=8)
+  tx = gan_step.make_optimizer(2e-4, 0.5, 0.999)
+  state = jax.jit(lambda k: gan_step.init_train_state(gan, tx, tx, k, (28, 28, 1)))(jax.random.PRNGKey(0))
+  cfg = gan_step.StepConfig(loss="minimax", aux_weight=0.7)
+  z = jax.random.normal(jax.random.PRNGKey(1), (BATCH, gan.z_dim))
+  labels = jnp.arange(BATCH) % 10
+  dropout_key = jax.random.PRNGKey(2)
+  generate = lambda p: gan_step.generate(gan, p, state.g_batch_stats, z, labels, train=True)
+
+  def direct(p):
+    return gan_step.generator_loss(generate(p)[0], state.d_params, labels, dropout_key, gan=gan, cfg=cfg)[0]
+
+  fake, g_vjp, _ = jax.vjp(generate, state.g_params, has_aux=True)
+  grads, metrics = gan_step.generator_grads_from_fakes(fake, g_vjp, state.d_params, labels, dropout_key,
+                                                       gan=gan, cfg=cfg)
+  chex.assert_trees_all_close(grads, jax.grad(direct)(state.g_params), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(metrics["g_loss"], direct(state.g_params), rtol=1e-6)
+  assert "g_aux" in metrics
+
+
+@pytest.mark.parametrize("name, loss, d_steps, gp_weight", [FAMILIES[1], FAMILIES[4]])
+def test_reuse_fakes_keeps_the_discriminator_updates_and_saves_a_generator_pass(name, loss, d_steps, gp_weight):
+  gan, fresh_step, state = setup(name, loss, d_steps, gp_weight)
+  tx = gan_step.make_optimizer(2e-4, 0.5, 0.999)
+  cfg = gan_step.StepConfig(loss=loss, d_steps=d_steps, gp_weight=gp_weight, reuse_fakes=True)
+  reuse_step = gan_step.make_train_step(gan, cfg, tx, tx)
+  batch = make_batch(0, d_steps)
+  fresh, fresh_metrics = jax.jit(fresh_step)(state, batch)
+  reused, reused_metrics = jax.jit(reuse_step)(state, batch)
+  # Same noise for every D update, so D ends the step identical; G saw other noise.
+  chex.assert_trees_all_close(reused.d_params, fresh.d_params, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(reused_metrics["d_loss"], fresh_metrics["d_loss"], rtol=1e-5)
+  assert not np.allclose(reused_metrics["g_loss"], fresh_metrics["g_loss"])
+  assert all(jax.tree.leaves(jax.tree.map(lambda a, b: a.shape == b.shape, reused.g_params, fresh.g_params)))
+  flops = lambda fn: jax.jit(fn).lower(state, batch).compile().cost_analysis()["flops"]
+  assert flops(reuse_step) < flops(fresh_step)
