@@ -18,6 +18,7 @@ import numpy as np
 from gan_jax import evaluation
 from gan_jax import images as images_lib
 from gan_jax import workdir as workdir_lib
+from gan_jax.imbalance_benchmark import methods as methods_lib
 
 SAMPLES_PER_ROW = 10
 TEST_SETS = ("balanced", "imbalanced")
@@ -61,6 +62,31 @@ def summarize_method(runs: Sequence[dict], baseline_runs: Sequence[dict] | None,
   return out
 
 
+def verdict(method_entries: dict, test_set: str, metric: str = "balanced_accuracy") -> dict | None:
+  """The issue's question for one test set: does the best generative method beat the best classic remedy?
+
+  'Best' is the highest mean `metric` within each group (classic: class_weight,
+  random_oversample, smote; generative: dcgan, cgan, acgan, cvae). The answer is yes only
+  when the paired 95% interval of (best generative - best classic) lies above zero.
+
+  Returns:
+    {'metric', 'best_classic', 'best_generative', 'paired', 'generative_wins'}, or None when
+    the run lacks one of the groups.
+  """
+  def best(group):
+    present = [m for m in group if m in method_entries]
+    return max(present, key=lambda m: method_entries[m][test_set][metric]["mean"]) if present else None
+
+  classic = best([m for m in methods_lib.CLASSIC_METHODS if m != "none"])
+  generative = best(methods_lib.GENERATIVE_METHODS)
+  if classic is None or generative is None:
+    return None
+  paired = evaluation.paired_difference(method_entries[generative][test_set][metric]["values"],
+                                        method_entries[classic][test_set][metric]["values"])
+  return {"metric": metric, "best_classic": classic, "best_generative": generative, "paired": paired,
+          "generative_wins": bool(paired["ci_low"] > 0)}
+
+
 def write_report(workdir: str, config: ml_collections.ConfigDict, method_names: Sequence[str],
                  generative: Sequence[str], counts: np.ndarray, ds: dict, paths) -> dict[str, Any]:
   """Builds results.json from the stage files, then results.csv, results.md and the figures."""
@@ -84,6 +110,7 @@ def write_report(workdir: str, config: ml_collections.ConfigDict, method_names: 
     results["methods"][m] = entry
   for m in generative:
     results["quality"][m] = workdir_lib.read_json(paths.quality(m))
+  results["verdict"] = {t: verdict(results["methods"], t) for t in TEST_SETS}
   workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
   write_csv(os.path.join(workdir, "results.csv"), results)
   with open(os.path.join(workdir, "results.md"), "w") as f:
@@ -132,6 +159,14 @@ def markdown(results: dict) -> str:
                 "| method | difference | 95% CI |", "|---|---|---|"]
       lines += [f"| {m} | {p['mean_diff']:+.2f} | [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] |" for m, p in paired]
       lines.append("")
+    answer = results.get("verdict", {}).get(test_set)
+    if answer:
+      p = answer["paired"]
+      lines += [f"**Best generative method (`{answer['best_generative']}`) minus best classic remedy "
+                f"(`{answer['best_classic']}`), balanced accuracy, paired: {p['mean_diff']:+.2f} "
+                f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}]: "
+                f"{'the generative method wins' if answer['generative_wins'] else 'the generative method does not win'}"
+                f" (it wins only if the whole interval is above zero).**", ""]
   quality = results["quality"]
   if len(quality) > 1:
     lines += ["## Generated images", "",

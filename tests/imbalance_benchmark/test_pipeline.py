@@ -48,6 +48,16 @@ def test_results_have_every_method_metric_and_test_set(smoke):
                          results["methods"]["none"]["balanced"]["accuracy"]["values"])
   np.testing.assert_allclose(paired["differences"], expected)
   assert "jax" in results["versions"] and results["config"]["profile"] == config.profile
+  for test_set in pipeline.TEST_SETS:
+    answer = results["verdict"][test_set]
+    entries = results["methods"]
+    means = {m: entries[m][test_set]["balanced_accuracy"]["mean"] for m in entries}
+    assert answer["best_classic"] == max(("class_weight", "random_oversample", "smote"), key=means.get)
+    assert answer["best_generative"] == max(("dcgan", "cgan", "acgan", "cvae"), key=means.get)
+    expected = np.subtract(entries[answer["best_generative"]][test_set]["balanced_accuracy"]["values"],
+                           entries[answer["best_classic"]][test_set]["balanced_accuracy"]["values"])
+    np.testing.assert_allclose(answer["paired"]["differences"], expected)
+    assert answer["generative_wins"] == (answer["paired"]["ci_low"] > 0)
 
 
 def test_every_synthetic_set_fills_the_classes_to_n_max(smoke):
@@ -110,6 +120,9 @@ def test_report_files_and_figures(smoke):
   assert text.count("| method | accuracy | balanced accuracy | macro F1 | G-mean |") == 2
   for name in methods.METHODS:
     assert text.count(f"| {name} | ") >= 2
+  answer = results["verdict"]["balanced"]
+  assert f"**Best generative method (`{answer['best_generative']}`) minus best classic remedy " \
+         f"(`{answer['best_classic']}`)" in text
 
 
 def test_rerun_reuses_every_stage_and_a_lost_stage_is_recomputed_exactly(smoke, idx_dir):
