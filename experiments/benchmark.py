@@ -13,7 +13,6 @@ thread pool and torch.set_num_threads use the same count.
 import functools
 import os
 
-from absl import app
 from absl import flags
 
 from experiments import common
@@ -107,12 +106,5 @@ def _run():
     benchmark.write_json(result, _JSON.value)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  common.setup_runtime()
-  common.run_cleanly(_run, failures=(ImportError,))
-
-
 if __name__ == "__main__":
-  app.run(main)
+  common.run(_run, failures=(ImportError,))

@@ -8,7 +8,6 @@ takes the step's time (see gan_jax/layer_benchmark.py).
 """
 import functools
 
-from absl import app
 from absl import flags
 
 from experiments import common
@@ -63,12 +62,5 @@ def _run():
     benchmark.write_json(result, _JSON.value)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  common.setup_runtime()
-  common.run_cleanly(_run, failures=(ImportError,))
-
-
 if __name__ == "__main__":
-  app.run(main)
+  common.run(_run, failures=(ImportError,))
