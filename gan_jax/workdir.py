@@ -16,6 +16,11 @@ import ml_collections
 CONFIG_FILE = "config.json"
 # Fields a rerun may change without changing the computation of earlier steps.
 RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every", "sample_every", "keep_checkpoints")
+# Config fields added after runs were first recorded, with the value that computes what a
+# run recorded without the field computed: such a config.json still matches (at any depth),
+# so upgrading gan_jax does not make earlier runs refuse to resume.
+ADDED_FIELD_DEFAULTS = {"train_classes": "", "g_ema_decay": 0.0, "spectral_norm": False, "reuse_fakes": False,
+                        "fill_remainder": "none"}
 
 
 class WorkdirConflictError(ValueError):
@@ -26,8 +31,20 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
+def backfill_added_fields(old, new):
+  """`old` with every ADDED_FIELD_DEFAULTS field that `new` has and `old` lacks set to its default."""
+  if not isinstance(old, dict) or not isinstance(new, dict):
+    return old
+  filled = {k: backfill_added_fields(v, new[k]) if k in new else v for k, v in old.items()}
+  for k in new:
+    if k not in filled and k in ADDED_FIELD_DEFAULTS:
+      filled[k] = ADDED_FIELD_DEFAULTS[k]
+  return filled
+
+
 def config_differences(old: dict, new: dict, ignore: Iterable[str] = RESUMABLE_FIELDS) -> list[str]:
-  """'field: old -> new' for every differing top-level field not in `ignore`."""
+  """'field: old -> new' for every differing top-level field not in `ignore` (old backfilled first)."""
+  old = backfill_added_fields(old, new)
   ignore = set(ignore)
   keys = sorted((set(old) | set(new)) - ignore)
   return [f"{k}: {old.get(k, '<missing>')!r} -> {new.get(k, '<missing>')!r}" for k in keys
