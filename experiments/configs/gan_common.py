@@ -51,6 +51,9 @@ def base_config(model: str, dataset: str = "mnist", loss: str = "non_saturating"
   config.imbalance_fraction = 0.0  # step: share of each minority class kept
   # Train on these classes only ('' = all; e.g. '7' for a per-class unconditional GAN).
   config.train_classes = ""
+  # True: repeat the rarer classes' images until every class has as many as the largest, so
+  # batches are class-balanced in expectation (rare classes get as many G and D updates).
+  config.class_balanced = False
   config.keep_checkpoints = 3
   # NaN/Inf in a loss or gradient: 'error' stops the run naming the step; 'skip' drops the update.
   config.on_nonfinite = "error"

@@ -188,3 +188,26 @@ def make_imbalanced(labels: np.ndarray, counts: Sequence[int], seed: int, *,
     order = np.random.default_rng([seed, c]).permutation(len(members))
     chosen.append(members[order[:count]])
   return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def balance_by_repetition(labels: np.ndarray, seed: int) -> np.ndarray:
+  """Row indices that repeat each class's rows until every present class has max-count rows.
+
+  Uniform batches over the result are class-balanced in expectation, so a GAN trained on an
+  imbalanced set sees its rare classes as often as its frequent ones (each rare image more
+  often). Every row appears floor(n_max / n_c) or one more time; which rows get the extra
+  copy is a seeded choice, so the result is deterministic.
+
+  Returns:
+    int64 indices into `labels`, grouped by class (batch order comes from the sampler).
+  """
+  labels = np.asarray(labels)
+  classes, counts = np.unique(labels, return_counts=True)
+  target = int(counts.max()) if len(counts) else 0
+  rng = np.random.default_rng([int(seed), 7])
+  picked = []
+  for c in classes:
+    rows = np.flatnonzero(labels == c)
+    repeats, extra = divmod(target, len(rows))
+    picked.append(np.concatenate([np.tile(rows, repeats), rng.choice(rows, extra, replace=False)]))
+  return np.concatenate(picked).astype(np.int64) if picked else np.zeros(0, np.int64)

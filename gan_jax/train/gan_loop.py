@@ -82,6 +82,9 @@ def load_train_arrays(config: ml_collections.ConfigDict, idx_dir: str | None) ->
   if train_classes is not None:
     keep = np.isin(labels, train_classes)
     images, labels = images[keep], labels[keep]
+  if config.get("class_balanced", False):
+    rows = data.imbalance.balance_by_repetition(labels, config.seed)
+    images, labels = images[rows], labels[rows]
   return images, labels
 
 

@@ -131,3 +131,15 @@ def test_profile_length_must_match_the_classes():
     imbalance.profile_counts("deepsmote_100", [100, 100, 100])
   with pytest.raises(ValueError, match="profile 'explicit' has 2 counts but the data has 3 classes"):
     imbalance.profile_counts([1, 2], [100, 100, 100])
+
+
+def test_balance_by_repetition_equalises_classes_with_even_repeats():
+  labels = np.array([0] * 10 + [1] * 3 + [2] * 4)
+  rows = imbalance.balance_by_repetition(labels, seed=0)
+  assert np.bincount(labels[rows]).tolist() == [10, 10, 10]
+  copies = np.bincount(rows, minlength=len(labels))
+  assert copies[:10].tolist() == [1] * 10
+  assert sorted(set(copies[10:13])) == [3, 4]  # 10 = 3 + 3 + 4: each class-1 row 3 or 4 times
+  assert sorted(copies[13:].tolist()) == [2, 2, 3, 3]
+  np.testing.assert_array_equal(rows, imbalance.balance_by_repetition(labels, seed=0))
+  assert not np.array_equal(rows, imbalance.balance_by_repetition(labels, seed=1))

@@ -128,6 +128,17 @@ def test_train_classes_keeps_only_those_classes_of_the_imbalanced_set(idx_dir):
     gan_loop.load_train_arrays(smoke_config("mlp_gan_mnist", train_classes="10"), str(idx_dir))
 
 
+def test_class_balanced_repeats_the_rare_classes_of_the_imbalanced_set(idx_dir):
+  config = smoke_config("cgan_mnist", imbalance="deepsmote_100", class_balanced=True)
+  images, labels = gan_loop.load_train_arrays(config, str(idx_dir))
+  assert np.bincount(labels, minlength=10).tolist() == [4000] * 10
+  plain_images, plain_labels = gan_loop.load_train_arrays(smoke_config("cgan_mnist", imbalance="deepsmote_100"),
+                                                          str(idx_dir))
+  # Only real images of the class, repeated: class 9's 40 images, each 100 times.
+  nines = images[labels == 9].reshape(4000, -1)
+  assert len(np.unique(nines, axis=0)) == len(np.unique(plain_images[plain_labels == 9].reshape(40, -1), axis=0))
+
+
 def test_load_generator_samples_the_trained_generator(tmp_path, idx_dir):
   config = smoke_config("cgan_mnist")
   run(config, tmp_path, idx_dir)
