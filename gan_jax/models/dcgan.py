@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gan_jax.models import downsample
 from gan_jax.models import layers
 from gan_jax.models import upsample
 
@@ -84,12 +85,12 @@ class DCGANDiscriminator(nn.Module):
     if self.conditioning == "concat":
       x = layers.LabelPlane(self.num_classes, images.shape[1], images.shape[2])(x, labels)
     x = x.astype(self.dtype)
-    kernel = (self.kernel_size, self.kernel_size)
-    for width in self.widths:
+    for i, width in enumerate(self.widths):
       if self.spectral_norm:
-        x = layers.SpectralConv(width, kernel, strides=(2, 2), dtype=self.dtype)(x)
+        x = layers.SpectralConv(width, self.kernel_size, stride=2, dtype=self.dtype)(x)
       else:
-        x = nn.Conv(width, kernel, strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
+        # Named as nn.Conv names itself: parameters and checkpoints are those of nn.Conv.
+        x = downsample.StridedConv(width, self.kernel_size, 2, dtype=self.dtype, name=f"Conv_{i}")(x)
       x = nn.leaky_relu(x, 0.2)
       if self.dropout_rate > 0:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

@@ -7,6 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gan_jax.models import downsample
+
 Dtype = Any
 CONDITIONINGS = ("none", "concat", "projection")
 
@@ -100,20 +102,21 @@ def spectral_normalize(kernel: jax.Array, iterations: int = 20) -> jax.Array:
 
 
 class SpectralConv(nn.Module):
-  """`nn.Conv` (same parameters, 'SAME' padding) whose kernel is spectrally normalised on every call."""
+  """A square 'SAME' convolution (nn.Conv's parameters) whose kernel is spectrally normalised on every call."""
   features: int
-  kernel_size: tuple[int, int]
-  strides: tuple[int, int] = (1, 1)
+  kernel_size: int
+  stride: int = 1
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
+    k = self.kernel_size
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
     kernel = spectral_normalize(kernel).astype(self.dtype)
-    y = jax.lax.conv_general_dilated(x.astype(self.dtype), kernel, self.strides, "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = downsample.strided_conv(x.astype(self.dtype), kernel, self.stride) if self.stride > 1 else (
+        jax.lax.conv_general_dilated(x.astype(self.dtype), kernel, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC")))
     return y + bias.astype(self.dtype)
 
 
