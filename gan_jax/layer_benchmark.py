@@ -7,7 +7,8 @@ the same Flax modules the benchmark builds (`benchmark.build_target`), so it
 follows the model presets. Each generator up-sampling is timed in both
 formulations of `gan_jax.models.upsample` ('transpose' and 'subpixel'), with the
 one `upsample_impl=auto` picks marked; each discriminator convolution as XLA's
-strided convolution. Backward means the gradients of sum(y^2) with respect to
+strided convolution with XLA's gradient ('xla') and with the phase-decomposed input
+gradient of `gan_jax.models.downsample` ('phase', what the discriminators use). Backward means the gradients of sum(y^2) with respect to
 both the input and the kernel, as in a train step where the layer is not the first.
 
 Imports neither TensorFlow nor PyTorch; the PyTorch timings come from
@@ -24,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from gan_jax import benchmark
+from gan_jax.models import downsample
 from gan_jax.models import upsample
 
 LAYER_MODELS = ("dcgan_mnist", "dcgan_cifar10", "cgan_mnist", "acgan_mnist", "wgan_gp_mnist")
@@ -65,15 +67,19 @@ def conv_layers(model: str) -> list[ConvLayer]:
 
 
 def auto_impl(layer: ConvLayer) -> str:
-  """The up-sampling formulation `upsample_impl='auto'` uses for this layer."""
+  """The formulation the models use for this layer (upsample_impl='auto', downsample.conv_same)."""
+  if layer.direction == "down":
+    return "phase" if downsample.uses_phase_gradient((1,) + tuple(layer.in_shape), layer.stride) else "xla"
   if layer.stride == 1 or min(layer.in_shape[:2]) < upsample.AUTO_SUBPIXEL_MIN_SIDE:
     return "transpose"
   return "subpixel"
 
 
 def layer_fn(layer: ConvLayer, impl: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-  """y = layer(x, kernel) in the given formulation ('strided' for the discriminator)."""
+  """y = layer(x, kernel) in the given formulation (discriminator: 'xla' or 'phase')."""
   if layer.direction == "down":
+    if impl == "phase":
+      return lambda x, w: downsample.strided_conv(x, w, layer.stride)
     return lambda x, w: jax.lax.conv_general_dilated(x, w, (layer.stride,) * 2, "SAME",
                                                      dimension_numbers=_DIMENSION_NUMBERS)
   if impl == "subpixel" and layer.stride > 1:
@@ -131,10 +137,10 @@ def run(model: str, batch_size: int = 128, reps: int = 10,
     raise ValueError(f"batch_size and reps must be positive, got {batch_size} and {reps}")
   rows = []
   for layer in conv_layers(model):
-    impls = ("strided",) if layer.direction == "down" else (
+    impls = ("xla", "phase") if layer.direction == "down" else (
         ("transpose",) if layer.stride == 1 else ("transpose", "subpixel"))
     row = {**layer.as_dict(), "flops": layer_flops(layer, batch_size),
-           "auto_impl": "strided" if layer.direction == "down" else auto_impl(layer),
+           "auto_impl": auto_impl(layer),
            "jax": {impl: time_jax_layer(layer, impl, batch_size, reps) for impl in impls}}
     if reference is not None:
       row["torch"] = reference(layer.as_dict(), batch_size, reps)

@@ -37,6 +37,8 @@ def test_auto_impl_matches_the_upsampling_rule():
   assert layer_benchmark.auto_impl(layers["G up1"]) == "transpose"  # 2x2 input
   assert layer_benchmark.auto_impl(layers["G up2"]) == "subpixel"
   assert layer_benchmark.auto_impl(layer_benchmark.conv_layers("dcgan_mnist")[0]) == "transpose"  # stride 1
+  assert layer_benchmark.auto_impl(layers["D conv2"]) == "phase"  # 16x16 -> 8x8
+  assert layer_benchmark.auto_impl(layers["D conv3"]) == "xla"  # 8x8 -> 4x4
 
 
 @pytest.mark.parametrize("name", ["G up2", "G up3"])
@@ -47,6 +49,16 @@ def test_both_upsampling_formulations_compute_the_same_layer(name):
   dilated = layer_benchmark.layer_fn(layer, "transpose")(x, w)
   np.testing.assert_allclose(layer_benchmark.layer_fn(layer, "subpixel")(x, w), dilated, rtol=1e-4, atol=1e-4)
   assert dilated.shape == (2, 2 * layer.in_shape[0], 2 * layer.in_shape[1], layer.features)
+
+
+def test_both_discriminator_formulations_compute_the_same_layer():
+  layer = {l.name: l for l in layer_benchmark.conv_layers("dcgan_mnist")}["D conv2"]
+  x = jax.random.normal(jax.random.PRNGKey(0), (2,) + layer.in_shape)
+  w = jax.random.normal(jax.random.PRNGKey(1), (5, 5, layer.in_shape[-1], layer.features)) * 0.05
+  grad = lambda impl: jax.grad(lambda x: jax.numpy.sum(layer_benchmark.layer_fn(layer, impl)(x, w) ** 2))(x)
+  np.testing.assert_allclose(layer_benchmark.layer_fn(layer, "phase")(x, w),
+                             layer_benchmark.layer_fn(layer, "xla")(x, w), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(grad("phase"), grad("xla"), rtol=1e-4, atol=1e-4)
 
 
 def test_layer_flops_count_only_real_multiply_adds():
@@ -68,7 +80,7 @@ def test_entrypoint_times_every_layer_next_to_torch(tmp_path):
   result = json.loads(out.read_text())
   assert [row["name"] for row in result["layers"]] == [name for name, *_ in _plan("dcgan_mnist")]
   for row in result["layers"]:
-    expected = {"strided"} if row["direction"] == "down" else (
+    expected = {"xla", "phase"} if row["direction"] == "down" else (
         {"transpose"} if row["stride"] == 1 else {"transpose", "subpixel"})
     assert set(row["jax"]) == expected and row["auto_impl"] in expected
     timings = [*row["jax"].values(), row["torch"]]

@@ -7,6 +7,18 @@ import flax.linen as nn
 import jax
 
 
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pooling with stride 2 ('VALID': an odd last row/column is dropped), NHWC.
+
+  Equals `nn.max_pool(x, (2, 2), strides=(2, 2))`, written as a reshape and a max so its
+  gradient is an elementwise mask: XLA:CPU's select-and-scatter gradient of reduce_window
+  was 6x slower (60 against 10 ms at 128x28x28x32).
+  """
+  n, h, w, c = x.shape
+  x = x[:, :h - h % 2, :w - w % 2, :]
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
 class CNNClassifier(nn.Module):
   """Two (3x3 conv, ReLU, 2x2 max-pool) blocks, dense hidden layer, dropout, logits.
 
@@ -23,7 +35,7 @@ class CNNClassifier(nn.Module):
     x = images
     for width in self.conv_widths:
       x = nn.relu(nn.Conv(width, (3, 3), padding="SAME")(x))
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = max_pool_2x2(x)
     x = x.reshape(x.shape[0], -1)
     features = nn.relu(nn.Dense(self.hidden)(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)

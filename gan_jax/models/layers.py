@@ -114,10 +114,7 @@ class SpectralConv(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
     kernel = spectral_normalize(kernel).astype(self.dtype)
-    y = downsample.strided_conv(x.astype(self.dtype), kernel, self.stride) if self.stride > 1 else (
-        jax.lax.conv_general_dilated(x.astype(self.dtype), kernel, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC")))
-    return y + bias.astype(self.dtype)
+    return downsample.conv_same(x.astype(self.dtype), kernel, self.stride) + bias.astype(self.dtype)
 
 
 class SpectralDense(nn.Module):

@@ -45,3 +45,18 @@ def test_input_gradient_uses_no_dilated_convolution():
   convs = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
   # Forward and the input gradient; none with lhs (input) dilation.
   assert convs and all(tuple(e.params["lhs_dilation"]) == (1, 1) for e in convs)
+
+
+def _dilated_convs(x, w):
+  jaxpr = jax.make_jaxpr(jax.grad(lambda x: jnp.sum(downsample.conv_same(x, w, 2))))(x)
+  return [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "conv_general_dilated"
+          and tuple(e.params["lhs_dilation"]) != (1, 1)]
+
+
+def test_auto_rule_keeps_xla_gradient_for_small_outputs():
+  w = jnp.ones((4, 4, 4, 8))
+  assert downsample.uses_phase_gradient((2, 14, 14, 4), 2)  # 7x7 output
+  assert not downsample.uses_phase_gradient((2, 8, 8, 4), 2)  # 4x4 output
+  assert not downsample.uses_phase_gradient((2, 28, 28, 4), 1)
+  assert _dilated_convs(jnp.ones((2, 8, 8, 4)), w)  # XLA's gradient: a zero-dilated convolution
+  assert not _dilated_convs(jnp.ones((2, 16, 16, 4)), w)
