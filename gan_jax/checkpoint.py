@@ -5,6 +5,7 @@ so a run killed mid-save leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -47,7 +48,18 @@ class Checkpointer:
       raise FileNotFoundError(f"No checkpoint in {self.directory}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
     logging.info("Restoring checkpoint %d from %s", step, self.directory)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    try:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except ValueError:
+      unset = _unset_fields(abstract)
+      if not unset:
+        raise
+    # A checkpoint written before the state gained optional fields (say, g_ema_params,
+    # None when unused) lacks them: restore the other fields and keep those unset.
+    kept = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract) if f.name not in unset}
+    restored = self._manager.restore(step, args=ocp.args.StandardRestore(kept))
+    logging.info("Checkpoint %d predates the state fields %s; they stay None", step, ", ".join(unset))
+    return state_like.replace(**restored)
 
   def restore_or(self, state: Any) -> tuple[Any, int | None]:
     """Returns (latest readable checkpoint or `state` unchanged, restored step or None).
@@ -73,3 +85,10 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _unset_fields(state: Any) -> list[str]:
+  """Names of a dataclass state's fields that are None (optional, unused); [] for other pytrees."""
+  if not dataclasses.is_dataclass(state):
+    return []
+  return [f.name for f in dataclasses.fields(state) if getattr(state, f.name) is None]
