@@ -90,8 +90,8 @@ def _run():
     raise ValueError(f"Unknown reference '{_REFERENCE.value}'; choose one of: torch (or leave it empty)")
   opts = benchmark.Options(
       model=_MODEL.value or "", batch_size=_BATCH_SIZE.value, steps=_STEPS.value, warmup=_WARMUP.value,
-      dtype=_DTYPE.value, upsample_impl=_UPSAMPLE.value, width=_WIDTH.value, steps_per_call=_STEPS_PER_CALL.value, reuse_fakes=_REUSE_FAKES.value,
-      unroll_loops=_UNROLL.value, donate=_DONATE.value,
+      dtype=_DTYPE.value, upsample_impl=_UPSAMPLE.value, width=_WIDTH.value, steps_per_call=_STEPS_PER_CALL.value,
+      reuse_fakes=_REUSE_FAKES.value, unroll_loops=_UNROLL.value, donate=_DONATE.value,
       threads=_THREADS.value or os.cpu_count(), peak_size=_PEAK_SIZE.value, data_batches=_DATA_BATCHES.value)
   benchmark.validate_options(opts)  # before the slow parts: bad input fails at once
   benchmark.pin_threads(opts.threads)  # before the first JAX computation starts XLA's thread pool

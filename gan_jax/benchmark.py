@@ -154,7 +154,8 @@ def build_target(opts: Options) -> Target:
   applied = opts.dtype if gan.name != "mlp_gan" else "float32"
   spec = {**_common_spec(opts, config, info, gan.name, cfg.d_steps), "width": width, "z_dim": gan.z_dim,
           "upsample_impl": impl if gan.name != "mlp_gan" else "n/a", "loss": cfg.loss,
-          "gp_weight": cfg.gp_weight, "aux_weight": cfg.aux_weight, "reuse_fakes": cfg.reuse_fakes, "lr_g": config.lr_g, "lr_d": config.lr_d,
+          "gp_weight": cfg.gp_weight, "aux_weight": cfg.aux_weight, "reuse_fakes": cfg.reuse_fakes,
+          "lr_g": config.lr_g, "lr_d": config.lr_d,
           "b1": config.b1, "b2": config.b2, "conditional": gan.conditional, "d_takes_labels": gan.d_takes_labels,
           "aux_classifier": gan.aux_classifier, "output_range": list(gan.output_range), "compute_dtype": applied,
           "generator": _plan(gan.generator), "discriminator": _plan(gan.discriminator)}

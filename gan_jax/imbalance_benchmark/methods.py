@@ -17,7 +17,7 @@ GENERATIVE_METHODS = GAN_METHODS + ("cvae",)
 METHODS = CLASSIC_METHODS + GENERATIVE_METHODS
 # Methods whose training set is the imbalanced one as is (class_weight only reweights the loss).
 NO_SYNTHETIC = ("none", "class_weight")
-# How the classifier closes the gap that synthetic_ratio < 1 leaves (see `remainder_fill`).
+# How the classifier closes the gap that synthetic_ratio < 1 leaves (pipeline.classifier_training_set).
 FILL_REMAINDER = ("none", "class_weight", "random_oversample")
 
 

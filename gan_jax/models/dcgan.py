@@ -86,11 +86,9 @@ class DCGANDiscriminator(nn.Module):
       x = layers.LabelPlane(self.num_classes, images.shape[1], images.shape[2])(x, labels)
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
-      if self.spectral_norm:
-        x = layers.SpectralConv(width, self.kernel_size, stride=2, dtype=self.dtype)(x)
-      else:
-        # Named as nn.Conv names itself: parameters and checkpoints are those of nn.Conv.
-        x = downsample.StridedConv(width, self.kernel_size, 2, dtype=self.dtype, name=f"Conv_{i}")(x)
+      # Named as nn.Conv names itself: parameters and checkpoints are those of nn.Conv.
+      x = downsample.StridedConv(width, self.kernel_size, 2, spectral_norm=self.spectral_norm, dtype=self.dtype,
+                                 name=f"Conv_{i}")(x)
       x = nn.leaky_relu(x, 0.2)
       if self.dropout_rate > 0:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax.models import layers
 from gan_jax.models import upsample
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
@@ -54,26 +55,16 @@ def gradient_taps(kernel_size: int, stride: int, pad_lo: int) -> tuple[np.ndarra
   """
   pairs = [(r, t, (t - r - pad_lo) // stride) for r in range(stride) for t in range(kernel_size)
            if (t - r - pad_lo) % stride == 0]
-  ds = [d for _, _, d in pairs]
-  d_min, d_max = min(ds), max(ds)
-  taps = np.full((d_max - d_min + 1, stride), -1, np.int32)
-  for r, t, d in pairs:
-    taps[d_max - d, r] = t
-  return taps, d_min, d_max
+  return upsample.tap_table(pairs, stride, reverse=True)
 
 
 def input_gradient(dy: jax.Array, kernel: jax.Array, stride: int, input_shape: tuple[int, ...]) -> jax.Array:
   """d loss / d x of `lax.conv_general_dilated(x, kernel, (s, s), 'SAME')`, given dy = d loss / d y."""
   k, _, c_in, c_out = kernel.shape
   _, height, width, _ = input_shape
-  pad_y, pad_x = same_padding(height, k, stride)[0], same_padding(width, k, stride)[0]
-  packed_axes = []
-  for pad_lo in (pad_y, pad_x):
-    taps, d_min, d_max = gradient_taps(k, stride, pad_lo)
-    packed_axes.append((np.where(taps < 0, k, taps), d_min, d_max))
-  (ty, dy_min, dy_max), (tx, dx_min, dx_max) = packed_axes
-  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # tap k: an appended zero tap
-  packed = padded[ty[:, None, :, None], tx[None, :, None, :]]  # [my, mx, s, s, in, out]
+  ty, dy_min, dy_max = gradient_taps(k, stride, same_padding(height, k, stride)[0])
+  tx, dx_min, dx_max = gradient_taps(k, stride, same_padding(width, k, stride)[0])
+  packed = upsample.gather_taps(kernel, ty, tx)  # [my, mx, s, s, in, out]
   # Correlate over out channels, produce (phase_y, phase_x, in) channels.
   packed = packed.transpose(0, 1, 5, 2, 3, 4).reshape(ty.shape[0], tx.shape[0], c_out, stride * stride * c_in)
   dx = jax.lax.conv_general_dilated(dy, packed, (1, 1), ((dy_max, -dy_min), (dx_max, -dx_min)),
@@ -117,10 +108,15 @@ def conv_same(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
 
 
 class StridedConv(nn.Module):
-  """`nn.Conv(features, (k, k), strides=(s, s), padding='SAME')` computed by `strided_conv`."""
+  """`nn.Conv(features, (k, k), strides=(s, s), padding='SAME')` computed by `conv_same`.
+
+  `spectral_norm` divides the kernel by its spectral norm on every call
+  (`layers.spectral_normalize`; Miyato et al., 2018).
+  """
   features: int
   kernel_size: int
   stride: int
+  spectral_norm: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -128,5 +124,7 @@ class StridedConv(nn.Module):
     k = self.kernel_size
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    if self.spectral_norm:
+      kernel = layers.spectral_normalize(kernel)
     y = conv_same(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)
     return y + bias.astype(self.dtype)

@@ -7,8 +7,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_jax.models import downsample
-
 Dtype = Any
 CONDITIONINGS = ("none", "concat", "projection")
 
@@ -99,22 +97,6 @@ def spectral_normalize(kernel: jax.Array, iterations: int = 20) -> jax.Array:
   u, v = jax.lax.stop_gradient(u), jax.lax.stop_gradient(v)
   sigma = u @ matrix @ v
   return (kernel / sigma.astype(kernel.dtype)).astype(kernel.dtype)
-
-
-class SpectralConv(nn.Module):
-  """A square 'SAME' convolution (nn.Conv's parameters) whose kernel is spectrally normalised on every call."""
-  features: int
-  kernel_size: int
-  stride: int = 1
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    k = self.kernel_size
-    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-    kernel = spectral_normalize(kernel).astype(self.dtype)
-    return downsample.conv_same(x.astype(self.dtype), kernel, self.stride) + bias.astype(self.dtype)
 
 
 class SpectralDense(nn.Module):

@@ -40,6 +40,30 @@ def same_transpose_padding(kernel_size: int, stride: int) -> tuple[int, int]:
   return pad_lo, pad_len - pad_lo
 
 
+def tap_table(pairs, stride: int, reverse: bool = False) -> tuple[np.ndarray, int, int]:
+  """Lays out (phase r, kernel tap t, offset d) triples as taps[j, r] = t, -1 where none.
+
+  Row j is d - d_min, or d_max - d with `reverse` (a correlation that reads offset -d).
+
+  Returns:
+    (taps int [d_max - d_min + 1, stride], d_min, d_max).
+  """
+  offsets = [d for _, _, d in pairs]
+  d_min, d_max = min(offsets), max(offsets)
+  taps = np.full((d_max - d_min + 1, stride), -1, np.int32)
+  for r, t, d in pairs:
+    taps[d_max - d if reverse else d - d_min, r] = t
+  return taps, d_min, d_max
+
+
+def gather_taps(kernel: jax.Array, taps_y: np.ndarray, taps_x: np.ndarray) -> jax.Array:
+  """kernel[taps_y[j, r], taps_x[i, q]] as [m_y, m_x, s, s, in, out]; zero where a table holds -1."""
+  k = kernel.shape[0]
+  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # index k: an appended zero tap
+  ty, tx = np.where(taps_y < 0, k, taps_y), np.where(taps_x < 0, k, taps_x)
+  return padded[ty[:, None, :, None], tx[None, :, None, :]]
+
+
 def phase_taps(kernel_size: int, stride: int) -> tuple[np.ndarray, int, int]:
   """Which kernel tap each (input offset, output phase) pair uses, along one axis.
 
@@ -52,12 +76,7 @@ def phase_taps(kernel_size: int, stride: int) -> tuple[np.ndarray, int, int]:
   pad_lo, _ = same_transpose_padding(kernel_size, stride)
   pairs = [(r, t, (r + t - pad_lo) // stride) for r in range(stride) for t in range(kernel_size)
            if (r + t - pad_lo) % stride == 0]
-  offsets = [d for _, _, d in pairs]
-  offset_lo, offset_hi = min(offsets), max(offsets)
-  taps = np.full((offset_hi - offset_lo + 1, stride), -1, np.int32)
-  for r, t, d in pairs:
-    taps[d - offset_lo, r] = t
-  return taps, offset_lo, offset_hi
+  return tap_table(pairs, stride)
 
 
 def packed_subpixel_kernel(kernel: jax.Array, stride: int) -> tuple[jax.Array, int, int]:
@@ -68,12 +87,7 @@ def packed_subpixel_kernel(kernel: jax.Array, stride: int) -> tuple[jax.Array, i
   k, _, c_in, c_out = kernel.shape
   taps, lo, hi = phase_taps(k, stride)
   m = taps.shape[0]
-  # Index k is an appended zero tap, used where a phase does not touch an offset.
-  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-  ty = np.where(taps < 0, k, taps)  # [m, s]
-  idx_y = ty[:, None, :, None]      # [m, 1, s, 1]
-  idx_x = ty[None, :, None, :]      # [1, m, 1, s]
-  packed = padded[idx_y, idx_x]     # [m, m, s, s, in, out]
+  packed = gather_taps(kernel, taps, taps)  # [m, m, s, s, in, out]
   packed = packed.transpose(0, 1, 4, 2, 3, 5).reshape(m, m, c_in, stride * stride * c_out)
   return packed, lo, hi
 

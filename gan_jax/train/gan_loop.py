@@ -78,11 +78,11 @@ def load_train_arrays(config: ml_collections.ConfigDict, idx_dir: str | None) ->
                                  **data.imbalance.params_from_config(config))
     keep = data.make_imbalanced(labels, counts, config.seed, num_classes=info.num_classes)
     images, labels = images[keep], labels[keep]
-  train_classes = parse_train_classes(config.get("train_classes", ""), data.get_dataset_info(config.dataset))
+  train_classes = parse_train_classes(config.train_classes, data.get_dataset_info(config.dataset))
   if train_classes is not None:
     keep = np.isin(labels, train_classes)
     images, labels = images[keep], labels[keep]
-  if config.get("class_balanced", False):
+  if config.class_balanced:
     rows = data.imbalance.balance_by_repetition(labels, config.seed)
     images, labels = images[rows], labels[rows]
   return images, labels
