@@ -120,7 +120,8 @@ def save_arrays(path: str, **arrays) -> None:
 def load_data(config: ml_collections.ConfigDict, idx_dir: str | None) -> dict[str, Any]:
   """The imbalanced train set (as the generators see it), the full train split and both test sets."""
   subset = ml_collections.ConfigDict({"dataset": config.dataset, "seed": config.seed, "imbalance": config.profile,
-                                      "train_classes": "", "imbalance_rho": config.imbalance_rho,
+                                      "train_classes": "", "class_balanced": False,
+                                      "imbalance_rho": config.imbalance_rho,
                                       "imbalance_n_max": config.imbalance_n_max,
                                       "imbalance_minority_classes": config.imbalance_minority_classes,
                                       "imbalance_fraction": config.imbalance_fraction})
