@@ -6,7 +6,12 @@ test module imports jax.
 import os
 import pathlib
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+from experiments import common  # noqa: E402  (imports neither jax nor TensorFlow)
+
+# Plus the entrypoints' XLA:CPU default (YNN library fusions off, see
+# common.xla_flags_with_cpu_defaults), so tests compile what users run.
+os.environ["XLA_FLAGS"] = common.xla_flags_with_cpu_defaults(
+    os.environ.get("XLA_FLAGS", "--xla_force_host_platform_device_count=8"), False, common.jaxlib_version())
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Keep TensorFlow (used only by tf.data / TFDS) off any accelerator and small.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")

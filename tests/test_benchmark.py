@@ -12,6 +12,7 @@ import jax.extend.core  # noqa: F401  # jaxprs_in_params, ClosedJaxpr
 import numpy as np
 import pytest
 
+from experiments import common
 from gan_jax import benchmark
 from gan_jax.train import multi_step
 
@@ -198,6 +199,9 @@ def test_entrypoint_writes_json_with_machine_description(tmp_path):
   result = json.loads(out.read_text())
   check_result(result, with_torch=True)
   assert result["machine"]["device_count"] == 1
+  # The entrypoint adds the project's XLA:CPU default to the caller's flags and records both.
+  assert result["machine"]["xla_flags"] == common.xla_flags_with_cpu_defaults(
+      "--xla_backend_optimization_level=1", False, common.jaxlib_version())
 
 
 def test_entrypoint_rejects_unknown_model_in_one_line():
