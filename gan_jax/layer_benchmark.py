@@ -4,12 +4,14 @@ Where does a train step spend its time? `gan_jax.benchmark` times the whole step
 this module times its convolutions alone, at the step's batch size, so a slow
 layer (or a slow formulation of one) shows up by name. The layer list is read off
 the same Flax modules the benchmark builds (`benchmark.build_target`), so it
-follows the model presets. Each generator up-sampling is timed in both
-formulations of `gan_jax.models.upsample` ('transpose' and 'subpixel'), with the
-one `upsample_impl=auto` picks marked; each discriminator convolution as XLA's
-strided convolution with XLA's gradient ('xla') and with the phase-decomposed input
-gradient of `gan_jax.models.downsample` ('phase', what the discriminators use). Backward means the gradients of sum(y^2) with respect to
-both the input and the kernel, as in a train step where the layer is not the first.
+follows the model presets. Each generator up-sampling is timed in the
+formulations of `gan_jax.models.upsample` ('transpose' and 'subpixel'); each
+discriminator convolution as XLA's strided convolution with XLA's gradient ('xla')
+and with the phase-decomposed input gradient of `gan_jax.models.downsample`
+('phase'); layers on tiny grids also as one matmul ('dense', `dense_conv`). The
+formulation the models pick on this backend is marked. Backward means the gradients
+of sum(y^2) with respect to both the input and the kernel, as in a train step where
+the layer is not the first.
 
 Imports neither TensorFlow nor PyTorch; the PyTorch timings come from
 `benchmarks.torch_reference.time_conv_layer`, handed in by the caller.
@@ -25,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from gan_jax import benchmark
+from gan_jax.models import dense_conv
 from gan_jax.models import downsample
 from gan_jax.models import upsample
 
@@ -41,6 +44,13 @@ class ConvLayer:
   features: int
   kernel_size: int
   stride: int
+
+  @property
+  def out_hw(self) -> tuple[int, int]:
+    h, w = self.in_shape[:2]
+    if self.direction == "up":
+      return h * self.stride, w * self.stride
+    return -(-h // self.stride), -(-w // self.stride)
 
   def as_dict(self) -> dict[str, Any]:
     return {**dataclasses.asdict(self), "in_shape": list(self.in_shape)}
@@ -67,24 +77,25 @@ def conv_layers(model: str) -> list[ConvLayer]:
 
 
 def auto_impl(layer: ConvLayer) -> str:
-  """The formulation the models use for this layer (upsample_impl='auto', downsample.conv_same)."""
-  if layer.direction == "down":
-    return "phase" if downsample.uses_phase_gradient((1,) + tuple(layer.in_shape), layer.stride) else "xla"
-  if layer.stride == 1 or min(layer.in_shape[:2]) < upsample.AUTO_SUBPIXEL_MIN_SIDE:
-    return "transpose"
-  return "subpixel"
+  """The formulation the models use for this layer on this backend (upsample_impl='auto', conv_same)."""
+  module = downsample if layer.direction == "down" else upsample
+  return module.auto_impl((1,) + tuple(layer.in_shape), layer.stride, jax.default_backend())
 
 
 def layer_fn(layer: ConvLayer, impl: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-  """y = layer(x, kernel) in the given formulation (discriminator: 'xla' or 'phase')."""
+  """y = layer(x, kernel) in the given formulation ('xla', 'phase', 'transpose', 'subpixel' or 'dense')."""
   if layer.direction == "down":
+    plain = lambda x, w: jax.lax.conv_general_dilated(x, w, (layer.stride,) * 2, "SAME",
+                                                      dimension_numbers=_DIMENSION_NUMBERS)
     if impl == "phase":
       return lambda x, w: downsample.strided_conv(x, w, layer.stride)
-    return lambda x, w: jax.lax.conv_general_dilated(x, w, (layer.stride,) * 2, "SAME",
-                                                     dimension_numbers=_DIMENSION_NUMBERS)
-  if impl == "subpixel" and layer.stride > 1:
-    return lambda x, w: upsample.conv_transpose_subpixel(x, w, layer.stride)
-  return lambda x, w: upsample.conv_transpose_dilated(x, w, layer.stride)
+  else:
+    plain = lambda x, w: upsample.conv_transpose_dilated(x, w, layer.stride)
+    if impl == "subpixel" and layer.stride > 1:
+      return lambda x, w: upsample.conv_transpose_subpixel(x, w, layer.stride)
+  if impl == "dense":
+    return lambda x, w: dense_conv.dense_conv(x, w, plain)
+  return plain
 
 
 def _median_seconds(fn: Callable[[], Any], reps: int) -> float:
@@ -139,6 +150,8 @@ def run(model: str, batch_size: int = 128, reps: int = 10,
   for layer in conv_layers(model):
     impls = ("xla", "phase") if layer.direction == "down" else (
         ("transpose",) if layer.stride == 1 else ("transpose", "subpixel"))
+    if dense_conv.prefers_dense(layer.in_shape[:2], layer.out_hw, "cpu"):  # tiny grids only
+      impls += ("dense",)
     row = {**layer.as_dict(), "flops": layer_flops(layer, batch_size),
            "auto_impl": auto_impl(layer),
            "jax": {impl: time_jax_layer(layer, impl, batch_size, reps) for impl in impls}}

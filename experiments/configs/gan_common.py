@@ -30,7 +30,7 @@ def base_config(model: str, dataset: str = "mnist", loss: str = "non_saturating"
   config.width = 64
   config.conditioning = "concat"  # cgan discriminator: 'concat' or 'projection'.
   config.spectral_norm = False  # spectrally normalised discriminator (convolutional models)
-  config.upsample_impl = "auto"  # "transpose" | "subpixel" | "auto" (see gan_jax.models.upsample)
+  config.upsample_impl = "auto"  # "transpose" | "subpixel" | "dense" | "auto" (see gan_jax.models.upsample)
   # Optimisation: Adam 2e-4, beta1 0.5 (Radford et al., 2016).
   config.lr_g = 2e-4
   config.lr_d = 2e-4

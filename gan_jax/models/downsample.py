@@ -14,7 +14,8 @@ one convolution with s*s*C_in channels, followed by depth-to-space and a crop.
 
 The packed gradient convolution runs on the output's spatial grid, and XLA:CPU is slow
 on convolutions over tiny grids (see `upsample`), so `conv_same` uses it only for
-outputs of at least AUTO_PHASE_MIN_OUTPUT_SIDE pixels a side. `StridedConv` has the
+outputs of at least AUTO_PHASE_MIN_OUTPUT_SIDE pixels a side. On the tiniest grids
+(4x4 -> 2x2) it runs the layer as one matmul on CPU instead (`dense_conv`). `StridedConv` has the
 parameters (names, shapes, initialisers) of `flax.linen.Conv`.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax.models import dense_conv
 from gan_jax.models import layers
 from gan_jax.models import upsample
 
@@ -102,9 +104,23 @@ def uses_phase_gradient(input_shape: tuple[int, ...], stride: int) -> bool:
   return stride > 1 and out_side >= AUTO_PHASE_MIN_OUTPUT_SIDE
 
 
+def auto_impl(input_shape: tuple[int, ...], stride: int, backend: str) -> str:
+  """What `conv_same` runs for this NHWC input on this backend: 'phase', 'dense' or 'xla'."""
+  if uses_phase_gradient(input_shape, stride):
+    return "phase"
+  in_hw = tuple(input_shape[1:3])
+  out_hw = (-(-in_hw[0] // stride), -(-in_hw[1] // stride))
+  return "dense" if dense_conv.prefers_dense(in_hw, out_hw, backend) else "xla"
+
+
 def conv_same(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-  """A square-stride 'SAME' convolution with the faster input gradient for its size."""
-  return strided_conv(x, kernel, stride) if uses_phase_gradient(x.shape, stride) else _conv(x, kernel, stride)
+  """A square-stride 'SAME' convolution in the formulation that is fastest for its size."""
+  impl = auto_impl(x.shape, stride, jax.default_backend())
+  if impl == "phase":
+    return strided_conv(x, kernel, stride)
+  if impl == "dense":
+    return dense_conv.dense_conv(x, kernel, functools.partial(_conv, stride=stride))
+  return _conv(x, kernel, stride)
 
 
 class StridedConv(nn.Module):
