@@ -45,13 +45,6 @@ class ConvLayer:
   kernel_size: int
   stride: int
 
-  @property
-  def out_hw(self) -> tuple[int, int]:
-    h, w = self.in_shape[:2]
-    if self.direction == "up":
-      return h * self.stride, w * self.stride
-    return -(-h // self.stride), -(-w // self.stride)
-
   def as_dict(self) -> dict[str, Any]:
     return {**dataclasses.asdict(self), "in_shape": list(self.in_shape)}
 
@@ -76,23 +69,24 @@ def conv_layers(model: str) -> list[ConvLayer]:
   return layers
 
 
-def auto_impl(layer: ConvLayer) -> str:
-  """The formulation the models use for this layer on this backend (upsample_impl='auto', conv_same)."""
+def auto_impl(layer: ConvLayer, backend: str | None = None) -> str:
+  """The formulation the models use for this layer on `backend` (default: this one)."""
   module = downsample if layer.direction == "down" else upsample
-  return module.auto_impl((1,) + tuple(layer.in_shape), layer.stride, jax.default_backend())
+  return module.auto_impl((1,) + tuple(layer.in_shape), layer.stride, backend or jax.default_backend())
 
 
 def layer_fn(layer: ConvLayer, impl: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
   """y = layer(x, kernel) in the given formulation ('xla', 'phase', 'transpose', 'subpixel' or 'dense')."""
+  stride = layer.stride
   if layer.direction == "down":
-    plain = lambda x, w: jax.lax.conv_general_dilated(x, w, (layer.stride,) * 2, "SAME",
+    plain = lambda x, w: jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME",
                                                       dimension_numbers=_DIMENSION_NUMBERS)
-    if impl == "phase":
-      return lambda x, w: downsample.strided_conv(x, w, layer.stride)
   else:
-    plain = lambda x, w: upsample.conv_transpose_dilated(x, w, layer.stride)
-    if impl == "subpixel" and layer.stride > 1:
-      return lambda x, w: upsample.conv_transpose_subpixel(x, w, layer.stride)
+    plain = lambda x, w: upsample.conv_transpose_dilated(x, w, stride)
+  if impl == "phase":
+    return lambda x, w: downsample.strided_conv(x, w, stride)
+  if impl == "subpixel" and stride > 1:
+    return lambda x, w: upsample.conv_transpose_subpixel(x, w, stride)
   if impl == "dense":
     return lambda x, w: dense_conv.dense_conv(x, w, plain)
   return plain
@@ -150,7 +144,7 @@ def run(model: str, batch_size: int = 128, reps: int = 10,
   for layer in conv_layers(model):
     impls = ("xla", "phase") if layer.direction == "down" else (
         ("transpose",) if layer.stride == 1 else ("transpose", "subpixel"))
-    if dense_conv.prefers_dense(layer.in_shape[:2], layer.out_hw, "cpu"):  # tiny grids only
+    if auto_impl(layer, backend="cpu") == "dense":  # the tiny grids where the CPU models use it
       impls += ("dense",)
     row = {**layer.as_dict(), "flops": layer_flops(layer, batch_size),
            "auto_impl": auto_impl(layer),

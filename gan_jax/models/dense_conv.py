@@ -44,7 +44,7 @@ def connection_table(conv: LinearConv, in_hw: tuple[int, int], kernel_hw: tuple[
     kernel_hw: the kernel's (kh, kw).
 
   Returns:
-    float32 [H*W, H_out*W_out, kh*kw], pixels and taps in row-major order.
+    float32 [H*W, H_out, W_out, kh*kw], input pixels and taps in row-major order.
   """
   height, width = in_hw
   taps = kernel_hw[0] * kernel_hw[1]
@@ -52,22 +52,21 @@ def connection_table(conv: LinearConv, in_hw: tuple[int, int], kernel_hw: tuple[
   one_hot_taps = np.eye(taps, dtype=np.float32).reshape(kernel_hw[0], kernel_hw[1], 1, taps)
   with jax.ensure_compile_time_eval():  # concrete even inside a jit trace
     table = np.asarray(conv(jnp.asarray(one_hot_images), jnp.asarray(one_hot_taps)))
-  return table.reshape(height * width, -1, taps)
+  return table
 
 
 def dense_matrix(kernel: jax.Array, table: np.ndarray) -> jax.Array:
   """The convolution as a [P_in * C_in, P_out * C_out] matrix, from its connection table."""
   kh, kw, c_in, c_out = kernel.shape
-  p_in, p_out, _ = table.shape
-  blocks = jnp.einsum("pqt,tio->piqo", jnp.asarray(table, kernel.dtype), kernel.reshape(kh * kw, c_in, c_out))
-  return blocks.reshape(p_in * c_in, p_out * c_out)
+  p_in, h_out, w_out, taps = table.shape
+  pairs = jnp.asarray(table.reshape(p_in, h_out * w_out, taps), kernel.dtype)
+  blocks = jnp.einsum("pqt,tio->piqo", pairs, kernel.reshape(kh * kw, c_in, c_out))
+  return blocks.reshape(p_in * c_in, h_out * w_out * c_out)
 
 
 def dense_conv(x: jax.Array, kernel: jax.Array, conv: LinearConv) -> jax.Array:
   """`conv(x, kernel)` computed as x (flattened per example) @ the convolution's dense matrix."""
   n, height, width, _ = x.shape
   table = connection_table(conv, (height, width), kernel.shape[:2])
-  out_shape = jax.eval_shape(conv, jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype),
-                             jax.ShapeDtypeStruct(kernel.shape, kernel.dtype)).shape
   y = x.reshape(n, -1) @ dense_matrix(kernel, table)
-  return y.reshape((n,) + tuple(out_shape[1:]))
+  return y.reshape(n, table.shape[1], table.shape[2], kernel.shape[-1])
