@@ -20,7 +20,7 @@ RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every", "sample_every"
 # run recorded without the field computed: such a config.json still matches (at any depth),
 # so upgrading gan_jax does not make earlier runs refuse to resume.
 ADDED_FIELD_DEFAULTS = {"train_classes": "", "g_ema_decay": 0.0, "spectral_norm": False, "reuse_fakes": False,
-                        "fill_remainder": "none", "class_balanced": False}
+                        "fill_remainder": "none", "class_balanced": False, "augment": ""}
 
 
 class WorkdirConflictError(ValueError):

@@ -43,6 +43,9 @@ def base_config(model: str, dataset: str = "mnist", loss: str = "non_saturating"
   # True: G's update reuses the last D update's fakes (one G forward per step; PyTorch DCGAN
   # example style) instead of fresh noise (Algorithm 1).
   config.reuse_fakes = False
+  # DiffAugment policy for D's input (Zhao et al., 2020), e.g. 'translation,cutout' or
+  # 'color,translation,cutout'; '' trains without (see gan_jax.augment).
+  config.augment = ""
   # Data: '' or 'none' trains on the full split; otherwise an imbalance profile name.
   config.imbalance = "none"  # e.g. deepsmote_100, exponential, step, or '4000,2000,...'
   config.imbalance_rho = 0.0  # exponential: n_i = n_max * rho^(-i/(C-1))

@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from gan_jax import augment
 from gan_jax import checkpoint
 from gan_jax import data
 from gan_jax.data import device_dataset
@@ -45,6 +46,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.{field} must be a positive integer, got {config[field]}")
   if not 0.0 <= config.g_ema_decay < 1.0:
     raise ValueError(f"config.g_ema_decay must lie in [0, 1) (0 disables the average), got {config.g_ema_decay}")
+  augment.parse_policy(config.augment)
 
 
 def build_gan(config: ml_collections.ConfigDict, info) -> models.GAN:
@@ -61,7 +63,7 @@ def build_optimizers(config: ml_collections.ConfigDict):
 def build_step_config(config: ml_collections.ConfigDict) -> gan_step.StepConfig:
   return gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
                              aux_weight=config.aux_weight, g_ema_decay=config.g_ema_decay,
-                             reuse_fakes=config.reuse_fakes)
+                             reuse_fakes=config.reuse_fakes, augment=config.augment)
 
 
 def init_state_fn(config: ml_collections.ConfigDict, gan: models.GAN, g_tx, d_tx, image_shape):

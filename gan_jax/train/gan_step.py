@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gan_jax import augment
 from gan_jax import losses
 from gan_jax.models import GAN
 
@@ -60,6 +61,9 @@ class StepConfig:
     reuse_fakes: the generator update reuses the fakes of the last discriminator update
       (same noise, one G forward pass per step instead of two, as in PyTorch's DCGAN
       example) instead of drawing fresh noise as Algorithm 1 does.
+    augment: DiffAugment policy (`gan_jax.augment`, e.g. 'translation,cutout'): every
+      image D sees, real or fake, in both players' updates, is transformed first;
+      '' leaves D's input (and the random stream) exactly as without it.
   """
   loss: str = "non_saturating"
   d_steps: int = 1
@@ -67,6 +71,7 @@ class StepConfig:
   aux_weight: float = 1.0
   g_ema_decay: float = 0.0
   reuse_fakes: bool = False
+  augment: str = ""
 
 
 def make_optimizer(learning_rate: float, b1: float, b2: float) -> optax.GradientTransformation:
@@ -171,7 +176,11 @@ def generate(gan: GAN, g_params: PyTree, g_batch_stats: PyTree, z: jax.Array, la
   return images, updates.get("batch_stats", g_batch_stats)
 
 
-def _discriminate(gan: GAN, d_params: PyTree, images: jax.Array, labels: jax.Array, key: jax.Array):
+def _discriminate(gan: GAN, d_params: PyTree, images: jax.Array, labels: jax.Array, key: jax.Array,
+                  augment_policy: str = ""):
+  if augment_policy:
+    augment_key, key = jax.random.split(key)
+    images = augment.diff_augment(images, augment_key, augment_policy)
   labels_in = labels if gan.d_takes_labels else None
   return gan.discriminator.apply({"params": d_params}, images, labels_in, train=True, rngs={"dropout": key})
 
@@ -188,7 +197,7 @@ def _discriminator_objective(d_params, real, labels, fake, key, *, gan: GAN, cfg
   batch = real.shape[0]
   # One pass over [real; fake]: D has no batch statistics, so this equals two passes.
   logits, class_logits = _discriminate(gan, d_params, jnp.concatenate([real, fake]),
-                                       jnp.concatenate([labels, labels]), dropout_key)
+                                       jnp.concatenate([labels, labels]), dropout_key, cfg.augment)
   real_logits, fake_logits = logits[:batch], logits[batch:]
   adversarial = d_loss_fn(real_logits, fake_logits)
   total = adversarial
@@ -196,7 +205,7 @@ def _discriminator_objective(d_params, real, labels, fake, key, *, gan: GAN, cfg
              "d_real": _d_output_summary(cfg.loss, real_logits),
              "d_fake": _d_output_summary(cfg.loss, fake_logits)}
   if cfg.gp_weight > 0:
-    critic = lambda x: _discriminate(gan, d_params, x, labels, gp_key)[0]
+    critic = lambda x: _discriminate(gan, d_params, x, labels, gp_key, cfg.augment)[0]
     penalty = losses.gradient_penalty(critic, real, fake, gp_key)
     total = total + cfg.gp_weight * penalty
     metrics["gradient_penalty"] = penalty
@@ -214,7 +223,7 @@ def _discriminator_objective(d_params, real, labels, fake, key, *, gan: GAN, cfg
 def generator_loss(fake, d_params, labels, dropout_key, *, gan: GAN, cfg: StepConfig):
   """The generator's loss on generated images (D's verdict, plus the ACGAN class term), and metrics."""
   _, g_loss_fn = losses.get_adversarial_losses(cfg.loss)
-  logits, class_logits = _discriminate(gan, d_params, fake, labels, dropout_key)
+  logits, class_logits = _discriminate(gan, d_params, fake, labels, dropout_key, cfg.augment)
   adversarial = g_loss_fn(logits)
   total = adversarial
   metrics = {"g_adversarial": adversarial}

@@ -99,6 +99,7 @@ def test_workdir_with_a_different_config_is_refused(tmp_path, idx_dir):
     ("on_nonfinite", "ignore", "Unknown on_nonfinite 'ignore'"),
     ("num_steps", 0, "num_steps must be a positive integer"),
     ("g_ema_decay", 1.0, "g_ema_decay must lie in"),
+    ("augment", "translation,flip", "Unknown augmentation 'flip'"),
 ])
 def test_bad_config_values_are_clear_errors(field, value, message, tmp_path):
   with pytest.raises(ValueError, match=message):

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gan_jax import augment
 from gan_jax import models
 from gan_jax import parallel
 from gan_jax.train import gan_step
@@ -19,9 +20,9 @@ FAMILIES = [
 ]
 
 
-def setup(name, loss, d_steps, gp_weight, image_shape=(28, 28, 1)):
+def setup(name, loss, d_steps, gp_weight, image_shape=(28, 28, 1), augment=""):
   gan = models.build_gan(name, image_shape=image_shape, num_classes=10, width=8)
-  cfg = gan_step.StepConfig(loss=loss, d_steps=d_steps, gp_weight=gp_weight)
+  cfg = gan_step.StepConfig(loss=loss, d_steps=d_steps, gp_weight=gp_weight, augment=augment)
   tx = gan_step.make_optimizer(2e-4, 0.5, 0.999)
   state = jax.jit(lambda k: gan_step.init_train_state(gan, tx, tx, k, image_shape))(jax.random.PRNGKey(0))
   return gan, gan_step.make_train_step(gan, cfg, tx, tx), state
@@ -44,10 +45,11 @@ def run(step_fn, state, mesh, d_steps, num_steps=2):
   return jax.device_get(state), history
 
 
-@pytest.mark.parametrize("name, loss, d_steps, gp_weight", FAMILIES)
-def test_sharded_step_matches_single_device(name, loss, d_steps, gp_weight):
+@pytest.mark.parametrize("name, loss, d_steps, gp_weight, augment",
+                         [f + ("",) for f in FAMILIES] + [("cgan", "hinge", 1, 0.0, "color,translation,cutout")])
+def test_sharded_step_matches_single_device(name, loss, d_steps, gp_weight, augment):
   assert jax.device_count() == 8, "tests expect 8 fake CPU devices (see conftest.py)"
-  _, step_fn, state = setup(name, loss, d_steps, gp_weight)
+  _, step_fn, state = setup(name, loss, d_steps, gp_weight, augment=augment)
   single_state, single_hist = run(step_fn, state, parallel.make_mesh(jax.devices()[:1]), d_steps)
   sharded_state, sharded_hist = run(step_fn, state, parallel.make_mesh(), d_steps)
   chex.assert_trees_all_close(single_hist, sharded_hist, rtol=1e-4, atol=1e-5)
@@ -135,11 +137,12 @@ def test_generator_ema_tracks_the_weights_and_leaves_training_unchanged():
     step_ema(plain, make_batch(0, 1))
 
 
-def test_generator_grads_from_fakes_equal_the_direct_gradient():
+@pytest.mark.parametrize("augment_policy", ["", "translation,cutout"])
+def test_generator_grads_from_fakes_equal_the_direct_gradient(augment_policy):
   gan = models.build_gan("acgan", image_shape=(28, 28, 1), num_classes=10, width=8)
   tx = gan_step.make_optimizer(2e-4, 0.5, 0.999)
   state = jax.jit(lambda k: gan_step.init_train_state(gan, tx, tx, k, (28, 28, 1)))(jax.random.PRNGKey(0))
-  cfg = gan_step.StepConfig(loss="minimax", aux_weight=0.7)
+  cfg = gan_step.StepConfig(loss="minimax", aux_weight=0.7, augment=augment_policy)
   z = jax.random.normal(jax.random.PRNGKey(1), (BATCH, gan.z_dim))
   labels = jnp.arange(BATCH) % 10
   dropout_key = jax.random.PRNGKey(2)
@@ -172,3 +175,23 @@ def test_reuse_fakes_keeps_the_discriminator_updates_and_saves_a_generator_pass(
   assert all(jax.tree.leaves(jax.tree.map(lambda a, b: a.shape == b.shape, reused.g_params, fresh.g_params)))
   flops = lambda fn: jax.jit(fn).lower(state, batch).compile().cost_analysis()["flops"]
   assert flops(reuse_step) < flops(fresh_step)
+
+
+def test_augment_policy_transforms_what_the_discriminator_sees():
+  """With a policy, D judges diff_augment(images) (first half of the split key), dropout uses the second half."""
+  gan = models.build_gan("acgan", image_shape=(28, 28, 1), num_classes=10, width=8)
+  tx = gan_step.make_optimizer(2e-4, 0.5, 0.999)
+  state = jax.jit(lambda k: gan_step.init_train_state(gan, tx, tx, k, (28, 28, 1)))(jax.random.PRNGKey(0))
+  fake = jnp.asarray(make_batch(0, 1)["image"][0])
+  labels = jnp.arange(BATCH) % 10
+  key = jax.random.PRNGKey(9)
+  policy = "color,translation,cutout"
+  loss = lambda images, k, p: gan_step.generator_loss(images, state.d_params, labels, k, gan=gan,
+                                                      cfg=gan_step.StepConfig(augment=p))[1]
+  augment_key, dropout_key = jax.random.split(key)
+  by_hand = loss(augment.diff_augment(fake, augment_key, policy), dropout_key, "")
+  chex.assert_trees_all_close(loss(fake, key, policy), by_hand, rtol=1e-5)
+  assert not np.allclose(loss(fake, key, "")["g_loss"], by_hand["g_loss"])
+  # G's gradient flows through the transformation.
+  grad = jax.grad(lambda x: loss(x, key, policy)["g_loss"])(fake)
+  assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
