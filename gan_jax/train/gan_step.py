@@ -205,7 +205,9 @@ def _discriminator_objective(d_params, real, labels, fake, key, *, gan: GAN, cfg
              "d_real": _d_output_summary(cfg.loss, real_logits),
              "d_fake": _d_output_summary(cfg.loss, fake_logits)}
   if cfg.gp_weight > 0:
-    critic = lambda x: _discriminate(gan, d_params, x, labels, gp_key, cfg.augment)[0]
+    # The interpolation draws from gp_key itself, so the augmented critic takes a derived key.
+    critic_key = jax.random.fold_in(gp_key, 1) if cfg.augment else gp_key
+    critic = lambda x: _discriminate(gan, d_params, x, labels, critic_key, cfg.augment)[0]
     penalty = losses.gradient_penalty(critic, real, fake, gp_key)
     total = total + cfg.gp_weight * penalty
     metrics["gradient_penalty"] = penalty
