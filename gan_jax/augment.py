@@ -36,14 +36,24 @@ def translate(images: Array, key: Array, *, ratio: float = 0.125) -> Array:
     [B, H, W, C]; out[b, i, j] = images[b, i - dy_b, j - dx_b], zero outside the image.
   """
   batch, height, width, _ = images.shape
-  y_key, x_key = jax.random.split(key)
-  max_dy, max_dx = int(height * ratio + 0.5), int(width * ratio + 0.5)
-  dy = jax.random.randint(y_key, (batch,), -max_dy, max_dy + 1)
-  dx = jax.random.randint(x_key, (batch,), -max_dx, max_dx + 1)
+  max_dy, max_dx = _scaled_sides(images.shape, ratio)
+  dy, dx = _per_image_yx(key, batch, low=(-max_dy, -max_dx), high=(max_dy + 1, max_dx + 1))
   shift_y = _shift_matrices(dy, height, images.dtype)
   shift_x = _shift_matrices(dx, width, images.dtype)
   rows_moved = jnp.einsum("bij,bjwc->biwc", shift_y, images)
   return jnp.einsum("bkw,biwc->bikc", shift_x, rows_moved)
+
+
+def _scaled_sides(shape: tuple[int, ...], ratio: float) -> tuple[int, int]:
+  """round(ratio * H), round(ratio * W) of an NHWC shape."""
+  return int(shape[1] * ratio + 0.5), int(shape[2] * ratio + 0.5)
+
+
+def _per_image_yx(key: Array, batch: int, low: tuple[int, int], high: tuple[int, int]) -> tuple[Array, Array]:
+  """Integer (y, x) per image, y in [low[0], high[0]) and x in [low[1], high[1]), independent draws."""
+  y_key, x_key = jax.random.split(key)
+  return (jax.random.randint(y_key, (batch,), low[0], high[0]),
+          jax.random.randint(x_key, (batch,), low[1], high[1]))
 
 
 def _shift_matrices(shifts: Array, size: int, dtype) -> Array:
@@ -65,10 +75,9 @@ def cutout(images: Array, key: Array, *, ratio: float = 0.5) -> Array:
     [B, H, W, C] with the square (clipped at the borders) set to zero.
   """
   batch, height, width, _ = images.shape
-  y_key, x_key = jax.random.split(key)
-  size_y, size_x = int(height * ratio + 0.5), int(width * ratio + 0.5)
-  top = jax.random.randint(y_key, (batch,), 0, height) - size_y // 2
-  left = jax.random.randint(x_key, (batch,), 0, width) - size_x // 2
+  size_y, size_x = _scaled_sides(images.shape, ratio)
+  centre_y, centre_x = _per_image_yx(key, batch, low=(0, 0), high=(height, width))
+  top, left = centre_y - size_y // 2, centre_x - size_x // 2
   rows = jnp.arange(height)[None, :]
   cols = jnp.arange(width)[None, :]
   in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size_y)
