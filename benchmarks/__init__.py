@@ -1,1 +1,1 @@
-"""Benchmark helpers that need optional dependencies (PyTorch); see experiments/benchmark.py."""
+"""Step and layer benchmarks (JAX only) and their PyTorch reference (the optional torch extra)."""

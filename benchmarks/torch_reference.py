@@ -1,6 +1,6 @@
 """PyTorch mirror of gan_jax's models and train steps: the reference of `experiments.benchmark --reference=torch`.
 
-The layers are built from the layer plans that `gan_jax.benchmark` reads off the
+The layers are built from the layer plans that `benchmarks.step_benchmark` reads off the
 Flax modules (spec['generator'], spec['discriminator'], spec['classifier']), so
 both sides run the same layers with the same shapes; a test checks the parameter
 counts are equal. The step is the same computation as `gan_jax.train.gan_step`:

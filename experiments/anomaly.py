@@ -10,14 +10,12 @@ extremes.png for --config.figure_class. Every (class, scorer) stage is cached in
 --workdir/stages: a rerun skips finished stages and resumes an interrupted one.
 """
 from experiments import common
-from gan_jax.train import anomaly_loop
-from gan_jax.train import vae_loop
+from gan_jax.protocols.anomaly import protocol
 
 _CONFIG, _WORKDIR, _OVERWRITE = common.define_run_flags(
     "Anomaly config file (path[:variant]).", "Run folder (created; finished stages are reused).")
 
 
 if __name__ == "__main__":
-  common.run(lambda: anomaly_loop.run_one_class(_CONFIG.value, _WORKDIR.value, idx_dir=common.idx_dir(),
-                                                  overwrite=_OVERWRITE.value),
-             failures=(vae_loop.NonFiniteError,))
+  common.run(lambda: protocol.run_one_class(_CONFIG.value, _WORKDIR.value, idx_dir=common.idx_dir(),
+                                              overwrite=_OVERWRITE.value, provenance=common.provenance()))

@@ -2,11 +2,11 @@ r"""Benchmarks one full train step (D and G updates, optimizer included) on one 
 
   python -m experiments.benchmark --model=dcgan_mnist --batch_size=128 [--steps=50] \
       [--reference=torch] [--json=out.json] [--dtype=bfloat16] [--steps_per_call=4] \
-      [--upsample_impl=transpose] [--unroll_loops] [--nodonate] [--threads=2] [--width=64]
+      [--upsample_impl=transpose] [--nodonate] [--threads=2] [--width=64]
 
 Models: mlp_gan_mnist, dcgan_mnist, dcgan_cifar10, cgan_mnist, acgan_mnist,
-wgan_gp_mnist (settings from experiments/configs/<model>.py) and classifier.
-Synthetic data lives on the device; see gan_jax/benchmark.py for what is measured.
+wgan_gp_mnist (each GAN family's training recipe) and classifier.
+Synthetic data lives on the device; see benchmarks/step_benchmark.py for what is measured.
 --threads pins the process to that many CPUs before JAX starts, so XLA's CPU
 thread pool and torch.set_num_threads use the same count.
 """
@@ -16,7 +16,7 @@ import os
 from absl import flags
 
 from experiments import common
-from gan_jax import benchmark
+from benchmarks import step_benchmark as benchmark
 
 _MODEL = flags.DEFINE_string("model", None, f"Required. One of: {', '.join(benchmark.MODELS)}.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Examples per discriminator minibatch.")
@@ -25,10 +25,10 @@ _WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed calls after compilation.")
 _DTYPE = flags.DEFINE_string("dtype", "float32", f"Compute dtype: {', '.join(benchmark.DTYPES)} (params stay f32).")
 _UPSAMPLE = flags.DEFINE_string("upsample_impl", "", "Generator up-sampling: auto, transpose, subpixel, dense ('' = config).")
 _WIDTH = flags.DEFINE_integer("width", 0, "Base width of the GAN (0 = config).")
-_STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 1, "Train steps per jitted call (lax.scan).")
+_STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 1, "Train steps per jitted call (a lax.scan over "
+                                       "stacked batches; amortises dispatch on fast accelerators).")
 _REUSE_FAKES = flags.DEFINE_bool("reuse_fakes", False, "G's update reuses the last D update's fakes (JAX and "
                                  "PyTorch alike): one G forward pass per step.")
-_UNROLL = flags.DEFINE_bool("unroll_loops", False, "Trace the d_steps lax.scan as straight-line code.")
 _DONATE = flags.DEFINE_bool("donate", True, "Donate the train state to the step.")
 _THREADS = flags.DEFINE_integer("threads", 0, "CPU threads for XLA and PyTorch (0 = os.cpu_count()).")
 _PEAK_SIZE = flags.DEFINE_integer("peak_size", 0, "Side of the peak-FLOP/s matmul (0: 2048 CPU, 8192 else).")
@@ -56,7 +56,7 @@ def format_table(result):
   m, memory = result["machine"], result["memory"]
   lines = [
       f"{result['model']}: batch {result['batch_size']}, d_steps {result['d_steps']}, steps/call "
-      f"{result['steps_per_call']}, unroll_loops {result['unroll_loops']}, dtype {result['dtype']}, "
+      f"{result['steps_per_call']}, dtype {result['dtype']}, "
       f"upsample {result['upsample_impl']}, donate {result['donate']}, reuse_fakes {result['reuse_fakes']}",
       f"device: {m['platform']} {m['device_kind']} ({m['cpu_model']}), 1 device measured, XLA CPU threads "
       f"{result['xla_cpu_threads']}; jax {m['versions']['jax']}, torch {m['versions']['torch']}",
@@ -91,7 +91,7 @@ def _run():
   opts = benchmark.Options(
       model=_MODEL.value or "", batch_size=_BATCH_SIZE.value, steps=_STEPS.value, warmup=_WARMUP.value,
       dtype=_DTYPE.value, upsample_impl=_UPSAMPLE.value, width=_WIDTH.value, steps_per_call=_STEPS_PER_CALL.value,
-      reuse_fakes=_REUSE_FAKES.value, unroll_loops=_UNROLL.value, donate=_DONATE.value,
+      reuse_fakes=_REUSE_FAKES.value, donate=_DONATE.value,
       threads=_THREADS.value or os.cpu_count(), peak_size=_PEAK_SIZE.value, data_batches=_DATA_BATCHES.value)
   benchmark.validate_options(opts)  # before the slow parts: bad input fails at once
   benchmark.pin_threads(opts.threads)  # before the first JAX computation starts XLA's thread pool

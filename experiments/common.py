@@ -1,6 +1,7 @@
 """Runtime set-up shared by the experiment entrypoints (the only place that reads the environment)."""
 from __future__ import annotations
 
+import logging as std_logging
 import os
 import re
 import sys
@@ -11,6 +12,7 @@ from absl import flags
 from absl import logging
 import ml_collections
 from ml_collections import config_flags
+from ml_collections.config_flags import config_flags as config_file
 
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() (auto-detects TPU VMs, SLURM, ...).")
@@ -18,6 +20,9 @@ _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0 for a multi-process run (implies --distributed).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordinator_address.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Also show the INFO logs of the libraries (Orbax, JAX, TFDS); by default the console shows "
+    "gan_jax's progress lines, warnings and errors.")
 _XLA_CPU_YNN = flags.DEFINE_bool(
     "xla_cpu_ynn_fusions", False,
     "Let XLA:CPU run convolutions and dots through its YNN library fusions (XLA's own default). Off by "
@@ -28,6 +33,7 @@ YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 # jaxlib releases [low, high) where that flag exists and was measured (pyproject allows jax < 0.11).
 YNN_JAXLIB_RANGE = ((0, 10), (0, 11))
 
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Errors of the user's making (bad config, missing data, conflicting workdir) exit with code 2,
 # failures during the run (NaN losses) with code 1; both print one line, never a traceback.
 USAGE_EXIT_CODE = 2
@@ -74,18 +80,59 @@ def setup_runtime() -> None:
                                                         jaxlib_version())
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   logging.set_verbosity(logging.INFO)
-  # Orbax logs every save step at INFO through absl too; keep its warnings only.
-  logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname)
+  if not _VERBOSE.value:
+    # ABSLHandler hands records to its python_handler without applying its own filters.
+    logging.get_absl_handler().python_handler.addFilter(project_logs_only)
   if _DISTRIBUTED.value or _COORDINATOR.value:
     from gan_jax import parallel  # pylint: disable=g-import-not-at-top
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+
+
+_PROJECT_DIRS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), package) + os.sep
+                      for package in ("gan_jax", "experiments", "benchmarks"))
+
+
+def project_logs_only(record) -> bool:
+  """A logging filter: warnings and errors from anywhere, INFO only from this project's own code.
+
+  Orbax alone logs some 40 INFO lines per checkpoint through absl; they would bury the
+  progress lines.
+  """
+  # Python's level numbers: absl.logging.WARNING is absl's own verbosity scale (-1).
+  return record.levelno >= std_logging.WARNING or os.path.abspath(record.pathname).startswith(_PROJECT_DIRS)
 
 
 def idx_dir() -> str | None:
   """The offline IDX folder from $GAN_JAX_IDX_DIR, or None to use TFDS."""
   from gan_jax.data import sources  # pylint: disable=g-import-not-at-top
   return sources.default_idx_dir()
+
+
+def default_cache(workdir: str) -> str:
+  """<workdir>/xla_cache: where an experiment keeps its compiled programs."""
+  from gan_jax import fs  # pylint: disable=g-import-not-at-top
+  return fs.join(workdir, "xla_cache")
+
+
+def provenance() -> dict[str, str]:
+  """The exact command of this run (with the data variable it read) and the git commit of the checkout."""
+  import shlex  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  module = os.path.relpath(os.path.abspath(sys.argv[0]), _REPO_ROOT)[:-len(".py")].replace(os.sep, ".")
+  command = shlex.join(["python", "-m", module] + sys.argv[1:])
+  from gan_jax.data import sources  # pylint: disable=g-import-not-at-top
+  if os.environ.get(sources.IDX_DIR_ENV):
+    command = f"{sources.IDX_DIR_ENV}={shlex.quote(os.environ[sources.IDX_DIR_ENV])} {command}"
+  record = {"command": command}
+  try:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO_ROOT, capture_output=True, text=True,
+                            timeout=10, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_REPO_ROOT,
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+    record["git_commit"] = commit + (" (with uncommitted changes)" if dirty else "")
+  except (OSError, subprocess.SubprocessError):
+    pass  # not a git checkout (an installed package): the command alone
+  return record
 
 
 def enable_compilation_cache(path: str) -> None:
@@ -101,9 +148,11 @@ def enable_compilation_cache(path: str) -> None:
 
 
 def run_cleanly(fn: Callable[[], object], failures: tuple[type[BaseException], ...] = ()) -> None:
-  """Runs `fn`; a bad-input error or one of `failures` exits with one line on stderr."""
+  """Runs `fn`; a bad-input error, a non-finite loss or one of `failures` exits with one line on stderr."""
   from gan_jax.data import idx as idx_lib  # pylint: disable=g-import-not-at-top
   from gan_jax.data import sources  # pylint: disable=g-import-not-at-top
+  from gan_jax.train import loop  # pylint: disable=g-import-not-at-top
+  failures = (loop.NonFiniteError,) + tuple(failures)
   usage_errors = (ValueError, FileNotFoundError, sources.DataUnavailableError, idx_lib.IdxFormatError)
   try:
     fn()
@@ -128,12 +177,32 @@ def parse_flags(argv: list[str]) -> list[str]:
         ml_collections.ConfigDict(flags.FLAGS[name].value.to_dict())
     return remaining
   except (AttributeError, KeyError) as e:
-    field = str(e).strip("'\"")
-    _exit(ValueError(f"Unknown config field '{field}': check the --config.<field> overrides against the config file"),
-          USAGE_EXIT_CODE)
+    _exit(ValueError(unknown_field_message(str(e).strip("'\""), argv)), USAGE_EXIT_CODE)
   except (flags.Error, OSError, ValueError, TypeError) as e:
     _exit(e, USAGE_EXIT_CODE)
   return []  # unreachable: _exit leaves
+
+
+def unknown_field_message(field: str, argv: list[str]) -> str:
+  """The error for an override of a field the config does not have, naming its whole path.
+
+  A field that exists at the top level but was set inside a section (say
+  generators.cgan.dataset) is one the top level decides for every stage.
+  """
+  overrides = [a.split("=", 1)[0][len("--config."):] for a in argv if a.startswith("--config.")]
+  path = next((p for p in overrides if p.split(".")[-1] == field), field)
+  message = f"Unknown config field '{path}': check the --config.<field> overrides against the config file"
+  if "." not in path:
+    return message
+  files = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  try:
+    top = config_file.ConfigFileFlagParser("config").parse(files[-1]) if files else None
+  except Exception:  # pylint: disable=broad-except  # the file's own error is reported elsewhere
+    top = None
+  if top is not None and field in top:
+    return (f"Unknown config field '{path}': config.{field} is set at the top level for every stage; "
+            f"use --config.{field}")
+  return message
 
 
 def _one_line(error: BaseException) -> str:

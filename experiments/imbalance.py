@@ -1,4 +1,4 @@
-r"""The imbalance benchmark: does GAN oversampling help a classifier on imbalanced data?
+r"""The imbalance benchmark: does generative oversampling help a classifier on imbalanced data?
 
   python -m experiments.imbalance --config=experiments/configs/imbalance.py:cpu --workdir=/tmp/imbalance \
       [--config.dataset=fashion_mnist] [--config.profile=deepsmote_100] [--config.methods=none,smote,cgan] \
@@ -9,14 +9,10 @@ remedies and generated images), trains the same CNN with several seeds per
 method, and writes results.json/csv/md and the figures. Every stage is cached in
 --workdir: a rerun skips finished stages and resumes an interrupted one.
 """
-import os
-
 from absl import flags
 
 from experiments import common
-from gan_jax.imbalance_benchmark import pipeline
-from gan_jax.train import gan_loop
-from gan_jax.train import vae_loop
+from gan_jax.protocols.imbalance import pipeline
 
 _CONFIG, _WORKDIR, _OVERWRITE = common.define_run_flags(
     "Imbalance benchmark config file (path[:variant]).", "Run folder (created; finished stages are reused).")
@@ -27,11 +23,10 @@ _CACHE = flags.DEFINE_string(
 
 
 def main():
-  cache = os.path.join(_WORKDIR.value, "xla_cache") if _CACHE.value is None else _CACHE.value
-  common.enable_compilation_cache(cache)
-  return pipeline.run_benchmark(_CONFIG.value, _WORKDIR.value, idx_dir=common.idx_dir(),
-                                overwrite=_OVERWRITE.value)
+  common.enable_compilation_cache(common.default_cache(_WORKDIR.value) if _CACHE.value is None else _CACHE.value)
+  return pipeline.run_benchmark(_CONFIG.value, _WORKDIR.value, idx_dir=common.idx_dir(), overwrite=_OVERWRITE.value,
+                                provenance=common.provenance())
 
 
 if __name__ == "__main__":
-  common.run(main, failures=(gan_loop.NonFiniteError, vae_loop.NonFiniteError))
+  common.run(main)

@@ -4,15 +4,15 @@ r"""Times each convolution of a DCGAN alone (forward, forward+backward), JAX nex
       [--reference=torch] [--threads=2] [--json=layers.json]
 
 The per-layer view of experiments.benchmark: which convolution, in which formulation,
-takes the step's time (see gan_jax/layer_benchmark.py).
+takes the step's time (see benchmarks/layer_benchmark.py).
 """
 import functools
 
 from absl import flags
 
 from experiments import common
-from gan_jax import benchmark
-from gan_jax import layer_benchmark
+from benchmarks import step_benchmark as benchmark
+from benchmarks import layer_benchmark
 
 _MODEL = flags.DEFINE_string("model", None, f"Required. One of: {', '.join(layer_benchmark.LAYER_MODELS)}.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per pass.")

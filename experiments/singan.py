@@ -15,5 +15,4 @@ _CONFIG, _WORKDIR, _OVERWRITE = common.define_run_flags(
 
 
 if __name__ == "__main__":
-  common.run(lambda: train.train(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value),
-             failures=(FloatingPointError,))
+  common.run(lambda: train.train(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value))

@@ -15,5 +15,4 @@ _CONFIG, _WORKDIR, _OVERWRITE = common.define_run_flags(
 
 if __name__ == "__main__":
   common.run(lambda: gan_loop.train_gan(_CONFIG.value, _WORKDIR.value, idx_dir=common.idx_dir(),
-                                        overwrite=_OVERWRITE.value),
-             failures=(gan_loop.NonFiniteError,))
+                                        overwrite=_OVERWRITE.value))

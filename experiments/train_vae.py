@@ -19,5 +19,4 @@ _CONFIG, _WORKDIR, _OVERWRITE = common.define_run_flags(
 
 if __name__ == "__main__":
   common.run(lambda: vae_loop.train_vae(_CONFIG.value, _WORKDIR.value, idx_dir=common.idx_dir(),
-                                        overwrite=_OVERWRITE.value),
-             failures=(vae_loop.NonFiniteError,))
+                                        overwrite=_OVERWRITE.value))

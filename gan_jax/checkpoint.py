@@ -6,12 +6,13 @@ so a run killed mid-save leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+
+from gan_jax import fs
 
 
 class Checkpointer:
@@ -24,7 +25,7 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
-    self.directory = os.path.abspath(directory)
+    self.directory = fs.absolute(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -72,11 +73,11 @@ class Checkpointer:
       try:
         return self.restore(state, step), step
       except Exception as e:  # pylint: disable=broad-except
-        damaged = os.path.join(self.directory, str(step))
+        damaged = fs.join(self.directory, str(step))
         logging.warning("Skipping damaged checkpoint %s (%s: %s); renamed to %s.damaged", damaged,
                         type(e).__name__, str(e).splitlines()[0] if str(e) else "", damaged)
-        if jax.process_index() == 0 and os.path.isdir(damaged):
-          os.replace(damaged, damaged + ".damaged")
+        if jax.process_index() == 0 and fs.isdir(damaged):
+          fs.rename(damaged, damaged + ".damaged")
         self._manager.reload()
     return state, None
 

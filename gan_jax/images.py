@@ -1,11 +1,11 @@
-"""Image grids and training curves written to PNG files."""
+"""Image grids and training curves written to PNG files (through `gan_jax.fs`, so URLs work too)."""
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
+
+from gan_jax import fs
 
 
 def to_uint8(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
@@ -40,12 +40,7 @@ def save_grid(path: str, images: np.ndarray, rows: int, cols: int,
               value_range: tuple[float, float] = (0.0, 1.0)) -> None:
   """Writes a grid PNG atomically (temporary file, then rename)."""
   grid = make_grid(to_uint8(images, value_range), rows, cols)
-  if grid.shape[-1] == 1:
-    grid = grid[..., 0]
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp.png"
-  Image.fromarray(grid).save(tmp)
-  os.replace(tmp, path)
+  fs.save_png(path, grid[..., 0] if grid.shape[-1] == 1 else grid)
 
 
 def plot_curves(path: str, records: Sequence[dict], keys: Sequence[str], title: str = "") -> None:
@@ -64,14 +59,5 @@ def plot_curves(path: str, records: Sequence[dict], keys: Sequence[str], title: 
   ax.set_title(title)
   ax.legend()
   ax.grid(alpha=0.3)
-  save_figure(fig, path)
+  fs.save_figure(fig, path)
 
-
-def save_figure(fig, path: str, dpi: int = 100) -> None:
-  """Lays out, writes atomically (temporary file, then rename) and closes a matplotlib figure."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=dpi)
-  plt.close(fig)
-  os.replace(tmp, path)

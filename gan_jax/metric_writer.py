@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Mapping
 
 from absl import logging
+
+from gan_jax import fs
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -34,11 +35,10 @@ def _tensorboard_writer(logdir: str):
 
 def read_metrics(workdir: str) -> list[dict]:
   """All records of `workdir/metrics.jsonl` (empty if the file does not exist)."""
-  path = os.path.join(workdir, METRICS_FILE)
-  if not os.path.exists(path):
+  path = fs.join(workdir, METRICS_FILE)
+  if not fs.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in fs.read_text(path).splitlines() if line.strip()]
 
 
 class MetricWriter:
@@ -55,17 +55,13 @@ class MetricWriter:
 
   def __init__(self, workdir: str, resume_step: int = 0, enabled: bool = True):
     self.enabled = enabled
-    self._path = os.path.join(workdir, METRICS_FILE)
+    self._path = fs.join(workdir, METRICS_FILE)
     self._tb = None
     if not enabled:
       return
-    os.makedirs(workdir, exist_ok=True)
     kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
-    tmp = self._path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in kept)
-    os.replace(tmp, self._path)
-    self._tb = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
+    fs.write_lines(self._path, [json.dumps(r) for r in kept])
+    self._tb = _tensorboard_writer(fs.join(workdir, "tensorboard"))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     if not self.enabled:

@@ -26,11 +26,19 @@ class StopSignal:
     self._previous = {}
 
   def _handle(self, signum, frame):
-    del frame
+    previous = self._previous.get(signum)
+    if isinstance(getattr(previous, "__self__", None), StopSignal):
+      previous(signum, frame)  # an enclosing StopSignal (a protocol around a training run) learns of it too
     if self.received is not None:
-      signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+      signal.signal(signum, self._original(signum))
       return
     self.received = signal.Signals(signum).name
+
+  def _original(self, signum):
+    """The handler before any StopSignal was entered (the one a second signal restores)."""
+    previous = self._previous.get(signum, signal.SIG_DFL)
+    owner = getattr(previous, "__self__", None)
+    return owner._original(signum) if isinstance(owner, StopSignal) else previous
 
   def __enter__(self) -> "StopSignal":
     for sig in _SIGNALS:
@@ -50,3 +58,17 @@ class StopSignal:
       return local
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     return bool(np.any(multihost_utils.process_allgather(np.array([local]))))
+
+
+class NeverStop:
+  """A StopSignal stand-in for work that cannot resume mid-way: it never asks to stop."""
+  received = None
+
+  def __enter__(self) -> "NeverStop":
+    return self
+
+  def __exit__(self, *exc):
+    return False
+
+  def should_stop(self) -> bool:
+    return False

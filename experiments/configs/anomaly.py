@@ -25,8 +25,8 @@ def get_config(variant=None):
   config.test_examples = 0  # 0: the whole test split; else a seeded random subset of this size
   config.figure_class = 0  # class of score_histogram.png and extremes.png (first run class if absent)
   config.num_extremes = 10
-  # Training of every stage (model, dataset and seed are filled in per scorer).
-  train = vae_common.base_config("ae")
+  # Training of every stage; the scorer decides the model, the fields above the data and seed.
+  train = vae_common.training_config()
   # A narrow bottleneck keeps the normal-class autoencoders from reconstructing other digits
   # well (Deep SVDD's DCAE baseline uses 32 units for MNIST).
   train.latent_dim = 16

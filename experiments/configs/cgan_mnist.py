@@ -3,6 +3,6 @@ from experiments.configs import gan_common
 
 
 def get_config(variant=None):
-  config = gan_common.base_config("cgan", dataset="mnist", loss="non_saturating")
+  config = gan_common.base_config("cgan", dataset="mnist")
   config.conditioning = "concat"  # or 'projection' (Miyato & Koyama, 2018)
   return gan_common.apply_variant(config, variant)

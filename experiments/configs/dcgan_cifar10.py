@@ -3,6 +3,6 @@ from experiments.configs import gan_common
 
 
 def get_config(variant=None):
-  config = gan_common.base_config("dcgan", dataset="cifar10", loss="non_saturating")
+  config = gan_common.base_config("dcgan", dataset="cifar10")
   config.num_steps = 50_000
   return gan_common.apply_variant(config, variant)

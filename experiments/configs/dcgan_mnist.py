@@ -3,5 +3,5 @@ from experiments.configs import gan_common
 
 
 def get_config(variant=None):
-  config = gan_common.base_config("dcgan", dataset="mnist", loss="non_saturating")
+  config = gan_common.base_config("dcgan", dataset="mnist")
   return gan_common.apply_variant(config, variant)

@@ -8,35 +8,39 @@ from __future__ import annotations
 import ml_collections
 
 from experiments.configs import variants
+from gan_jax import models
 
 VARIANTS = ("", "smoke")
 
 
-def base_config(model: str, dataset: str = "mnist", loss: str = "non_saturating") -> ml_collections.ConfigDict:
+def training_config(model: str, loss: str | None = None) -> ml_collections.ConfigDict:
+  """The model and training fields of a GAN, starting from its family's published recipe.
+
+  This is all a driver that hands the GAN its arrays (the imbalance benchmark) needs;
+  `base_config` adds the data fields of a standalone run.
+  """
+  recipe = models.get_family(model).recipe
   config = ml_collections.ConfigDict()
-  # The contract fields every GAN config has.
-  config.seed = 0
-  config.dataset = dataset
   config.model = model
-  config.loss = loss
+  config.loss = loss or recipe.loss
   config.batch_size = 128
   config.num_steps = 10_000
-  config.d_steps = 1
+  config.d_steps = recipe.d_steps
   config.log_every = 100
   config.checkpoint_every = 1_000
   config.sample_every = 1_000
   # Model.
   config.z_dim = 0  # 0: the family's default (100 for 28x28 and MLP, 128 for 32x32).
   config.width = 64
-  config.conditioning = "concat"  # cgan discriminator: 'concat' or 'projection'.
+  config.conditioning = "concat"  # label-conditioned discriminators: 'concat' or 'projection'.
   config.spectral_norm = False  # spectrally normalised discriminator (convolutional models)
-  config.upsample_impl = "auto"  # "transpose" | "subpixel" | "dense" | "auto" (see gan_jax.models.upsample)
-  # Optimisation: Adam 2e-4, beta1 0.5 (Radford et al., 2016).
-  config.lr_g = 2e-4
-  config.lr_d = 2e-4
-  config.b1 = 0.5
-  config.b2 = 0.999
-  config.gp_weight = 0.0
+  config.upsample_impl = "auto"  # "transpose" | "subpixel" | "dense" | "auto" (see gan_jax.kernels.upsample)
+  # Optimisation: Adam with the family's learning rates and betas.
+  config.lr_g = recipe.lr_g
+  config.lr_d = recipe.lr_d
+  config.b1 = recipe.b1
+  config.b2 = recipe.b2
+  config.gp_weight = recipe.gp_weight
   config.aux_weight = 1.0
   # > 0: sample with an exponential moving average of the generator weights (e.g. 0.999).
   config.g_ema_decay = 0.0
@@ -46,6 +50,20 @@ def base_config(model: str, dataset: str = "mnist", loss: str = "non_saturating"
   # DiffAugment policy for D's input (Zhao et al., 2020), e.g. 'translation,cutout' or
   # 'color,translation,cutout'; '' trains without (see gan_jax.augment).
   config.augment = ""
+  # True: repeat the rarer classes' images until every class has as many as the largest, so
+  # batches are class-balanced in expectation (rare classes get as many G and D updates).
+  config.class_balanced = False
+  config.keep_checkpoints = 3
+  # NaN/Inf in a loss or gradient: 'error' stops the run naming the step; 'skip' drops the update.
+  config.on_nonfinite = "error"
+  return config
+
+
+def base_config(model: str, dataset: str = "mnist", loss: str | None = None) -> ml_collections.ConfigDict:
+  """A standalone GAN run: `training_config` plus the data it trains on."""
+  config = training_config(model, loss)
+  config.seed = 0
+  config.dataset = dataset
   # Data: '' or 'none' trains on the full split; otherwise an imbalance profile name.
   config.imbalance = "none"  # e.g. deepsmote_100, exponential, step, or '4000,2000,...'
   config.imbalance_rho = 0.0  # exponential: n_i = n_max * rho^(-i/(C-1))
@@ -54,12 +72,6 @@ def base_config(model: str, dataset: str = "mnist", loss: str = "non_saturating"
   config.imbalance_fraction = 0.0  # step: share of each minority class kept
   # Train on these classes only ('' = all; e.g. '7' for a per-class unconditional GAN).
   config.train_classes = ""
-  # True: repeat the rarer classes' images until every class has as many as the largest, so
-  # batches are class-balanced in expectation (rare classes get as many G and D updates).
-  config.class_balanced = False
-  config.keep_checkpoints = 3
-  # NaN/Inf in a loss or gradient: 'error' stops the run naming the step; 'skip' drops the update.
-  config.on_nonfinite = "error"
   return config
 
 

@@ -4,6 +4,9 @@ Variants (the text after ':' in --config=path.py:variant):
   smoke: a 300-image profile, 1,000 test images, tiny generators, 2 seeds: under 3 minutes on 2 CPU cores.
   cpu:   the real deepsmote_100 MNIST set and full test split, narrower generators, fewer steps,
          3 seeds: sized to finish in under 90 minutes on 2 CPU cores.
+  cpu_cgan10k: cpu, with the full config's 10,000 cGAN steps (lever 8 of docs/imbalance.md).
+  cpu_cgan10k_mix: cpu_cgan10k, half of each class's gap generated and the rest real duplicates:
+         the best generative training set measured (docs/imbalance.md).
   (none): 5 seeds and full-size generators: one GPU or TPU.
 """
 import ml_collections
@@ -12,7 +15,7 @@ from experiments.configs import gan_common
 from experiments.configs import vae_common
 from experiments.configs import variants
 
-VARIANTS = ("", "smoke", "cpu")
+VARIANTS = ("", "smoke", "cpu", "cpu_cgan10k", "cpu_cgan10k_mix")
 
 
 def get_config(variant=None):
@@ -51,17 +54,19 @@ def get_config(variant=None):
   config.evaluator_steps = 3_000  # the evaluator CNN (full balanced train split): Frechet features
   config.cas_steps = 3_000
 
+  # One section per generator: model and training fields only (the data, profile and seed above
+  # apply to every stage).
   config.generators = ml_collections.ConfigDict()
-  dcgan = gan_common.base_config("dcgan")
+  dcgan = gan_common.training_config("dcgan")
   dcgan.batch_size = 64
   dcgan.num_steps = 3_000  # per class
   config.generators.dcgan = dcgan
   # A projection discriminator with the hinge loss (Miyato & Koyama, 2018): with concat
-  # conditioning and the non-saturating loss the cGAN collapsed on the imbalanced set (README).
-  config.generators.cgan = gan_common.base_config("cgan", loss="hinge")
+  # conditioning and the non-saturating loss the cGAN collapsed on the imbalanced set (docs/imbalance).
+  config.generators.cgan = gan_common.training_config("cgan", loss="hinge")
   config.generators.cgan.conditioning = "projection"
-  config.generators.acgan = gan_common.base_config("acgan")
-  cvae = vae_common.base_config("cvae")
+  config.generators.acgan = gan_common.training_config("acgan")
+  cvae = vae_common.training_config()
   cvae.num_steps = 10_000
   config.generators.cvae = cvae
   for gan in (config.generators.dcgan, config.generators.cgan, config.generators.acgan):
@@ -70,8 +75,14 @@ def get_config(variant=None):
     gan.sample_every = 1_000
   if variant == "smoke":
     apply_smoke(config)
-  elif variant == "cpu":
+  elif variant.startswith("cpu"):
     apply_cpu(config)
+  if variant.startswith("cpu_cgan10k"):
+    config.methods = "none,class_weight,random_oversample,cgan"
+    config.generators.cgan.num_steps = 10_000
+  if variant == "cpu_cgan10k_mix":
+    config.synthetic_ratio = 0.5
+    config.fill_remainder = "random_oversample"
   return config
 
 

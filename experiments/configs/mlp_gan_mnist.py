@@ -3,6 +3,6 @@ from experiments.configs import gan_common
 
 
 def get_config(variant=None):
-  config = gan_common.base_config("mlp_gan", dataset="mnist", loss="non_saturating")
+  config = gan_common.base_config("mlp_gan", dataset="mnist")
   config.num_steps = 20_000
   return gan_common.apply_variant(config, variant)

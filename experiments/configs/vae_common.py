@@ -14,11 +14,9 @@ from experiments.configs import variants
 VARIANTS = ("", "smoke", "cpu")
 
 
-def base_config(model: str, dataset: str = "mnist") -> ml_collections.ConfigDict:
+def training_config() -> ml_collections.ConfigDict:
+  """The model-size and training fields of an autoencoder; the driver decides the model, data and seed."""
   config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.dataset = dataset
-  config.model = model  # 'ae' | 'vae' | 'cvae' | 'aae' (image-space adversarial autoencoder)
   # Model: 4x4 stride-2 convolutions of width, 2*width channels; dense layers of `hidden` units.
   config.latent_dim = 20
   config.width = 32
@@ -49,6 +47,15 @@ def base_config(model: str, dataset: str = "mnist") -> ml_collections.ConfigDict
   config.eval_samples = 1
   config.iwae_samples = 0
   config.eval_examples = 0
+  return config
+
+
+def base_config(model: str, dataset: str = "mnist") -> ml_collections.ConfigDict:
+  """A standalone run (experiments.train_vae): the model, its data and seed, and `training_config`."""
+  config = training_config()
+  config.seed = 0
+  config.dataset = dataset
+  config.model = model  # 'ae' | 'vae' | 'cvae' | 'aae' (image-space adversarial autoencoder)
   return config
 
 

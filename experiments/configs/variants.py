@@ -10,3 +10,12 @@ def check_variant(variant: str | None, allowed: Sequence[str]) -> str:
   if variant not in allowed:
     raise ValueError(f"Unknown config variant '{variant}'; choose one of: {', '.join(v or '(none)' for v in allowed)}")
   return variant
+
+
+def load(name: str, variant: str | None = None, **overrides):
+  """experiments/configs/<name>.py's config for `variant`, with top-level `overrides` applied."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"experiments.configs.{name}").get_config(variant)
+  for key, value in overrides.items():
+    config[key] = value
+  return config

@@ -1,6 +1,6 @@
 """A training split held on the accelerators, batched by gathering rows on device.
 
-The host then only computes the batch's row indices (`sampler.batch_indices`, a
+The host then only computes the batch's row indices (`batch_order.batch_indices`, a
 pure function of seed and step, so resume stays exact) and ships a few hundred
 int32s per step instead of the images. Images stay uint8 (4x less memory than
 float32) and are scaled to the model's range inside the jitted gather.
@@ -17,7 +17,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from gan_jax import parallel
-from gan_jax.data import sampler
+from gan_jax.data import batch_order
 from gan_jax.data import sources
 
 
@@ -57,15 +57,15 @@ class DeviceDataset:
 
   def rows(self, steps: Sequence[int], batch_size: int, seed: int) -> np.ndarray:
     """This process's row indices of the global batches `steps`: int32 [len(steps), B_local]."""
-    per_step = [sampler.process_slice(
-        sampler.batch_indices(s, num_examples=self.num_examples, batch_size=batch_size, seed=seed),
+    per_step = [batch_order.process_slice(
+        batch_order.batch_indices(s, num_examples=self.num_examples, batch_size=batch_size, seed=seed),
         jax.process_index(), jax.process_count()) for s in steps]
     return np.stack(per_step).astype(np.int32)
 
   def batches(self, steps: Sequence[int], batch_size: int, seed: int) -> dict[str, jax.Array]:
     """The global batches `steps` stacked: {'image': [len(steps), B, H, W, C], 'label': [len(steps), B]}.
 
-    Equal to stacking `sampler.InMemoryDataset.batch(s, ...)` for s in `steps` on
+    Equal to stacking `batch_order.InMemoryDataset.batch(s, ...)` for s in `steps` on
     the scaled images, sharded along the batch axis.
     """
     rows = parallel.shard_batch(self.rows(steps, batch_size, seed), self.mesh, batch_axis=1)

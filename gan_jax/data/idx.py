@@ -3,16 +3,17 @@
 IDX layout: two zero bytes, a dtype code, the number of dimensions, one big-endian
 uint32 per dimension, then the payload in big-endian C order. This module never
 imports TensorFlow, so GPU/TPU machines without it can still read the offline
-copies under `$GAN_JAX_IDX_DIR`.
+copies under `$GAN_JAX_IDX_DIR` (a local folder or a URL such as gs://bucket/datasets).
 """
 from __future__ import annotations
 
 import gzip
 import os
-import pathlib
 import zlib
 
 import numpy as np
+
+from gan_jax import fs
 
 # The dtype codes of the IDX specification; the payload is big-endian.
 IDX_DTYPES = {
@@ -32,13 +33,11 @@ class IdxFormatError(ValueError):
   """An IDX file is missing, truncated or malformed."""
 
 
-def _read_bytes(path: pathlib.Path) -> bytes:
+def _read_bytes(path: str) -> bytes:
   """The file's (decompressed, for .gz) content; IdxFormatError for missing or broken files."""
   try:
-    if path.suffix == ".gz":
-      with gzip.open(path, "rb") as f:
-        return f.read()
-    return path.read_bytes()
+    content = fs.read_bytes(path)
+    return gzip.decompress(content) if path.endswith(".gz") else content
   except FileNotFoundError as e:
     raise IdxFormatError(f"{path}: file not found") from e
   except EOFError as e:
@@ -49,7 +48,7 @@ def _read_bytes(path: pathlib.Path) -> bytes:
     raise IdxFormatError(f"{path}: cannot read ({e.strerror or e})") from e
 
 
-def _parse_header(content: bytes, path: pathlib.Path) -> tuple[np.dtype, tuple[int, ...]]:
+def _parse_header(content: bytes, path: str) -> tuple[np.dtype, tuple[int, ...]]:
   """Validates the magic number and returns the payload dtype and shape."""
   if len(content) < _HEADER_BYTES:
     raise IdxFormatError(f"{path}: {len(content)} bytes is too short for an IDX header")
@@ -81,7 +80,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     IdxFormatError: the file is missing, is not valid gzip, has a bad magic number or
       dtype code, or its payload size does not match the declared dimensions.
   """
-  path = pathlib.Path(path)
+  path = os.fspath(path)
   content = _read_bytes(path)
   dtype, shape = _parse_header(content, path)
   offset = _HEADER_BYTES + _DIM_BYTES * len(shape)
@@ -96,17 +95,17 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
   return array.astype(dtype.newbyteorder("="), copy=True)
 
 
-def _existing(path: pathlib.Path) -> pathlib.Path:
+def _existing(path: str) -> str:
   """`path` (the .gz name) or its uncompressed sibling, whichever exists."""
-  if path.exists():
+  if fs.exists(path):
     return path
-  raw = path.with_suffix("")
-  if raw.exists():
+  raw = path[:-len(".gz")]
+  if fs.exists(raw):
     return raw
   raise IdxFormatError(f"{path}: file not found")
 
 
-def idx_split_paths(root: str | os.PathLike, dataset: str, split: str) -> tuple[pathlib.Path, pathlib.Path]:
+def idx_split_paths(root: str | os.PathLike, dataset: str, split: str) -> tuple[str, str]:
   """The gzip image and label file names of `split` under `root/dataset`.
 
   Args:
@@ -122,9 +121,9 @@ def idx_split_paths(root: str | os.PathLike, dataset: str, split: str) -> tuple[
   """
   if split not in SPLIT_PREFIXES:
     raise ValueError(f"Unknown IDX split '{split}'; choose one of: {', '.join(SPLIT_PREFIXES)}")
-  folder = pathlib.Path(root) / dataset
+  folder = fs.join(root, dataset)
   prefix = SPLIT_PREFIXES[split]
-  return folder / f"{prefix}-images-idx3-ubyte.gz", folder / f"{prefix}-labels-idx1-ubyte.gz"
+  return fs.join(folder, f"{prefix}-images-idx3-ubyte.gz"), fs.join(folder, f"{prefix}-labels-idx1-ubyte.gz")
 
 
 def load_idx_split(root: str | os.PathLike, dataset: str, split: str, *,
@@ -154,7 +153,7 @@ def load_idx_split(root: str | os.PathLike, dataset: str, split: str, *,
   if labels.dtype != np.uint8 or labels.ndim != 1:
     raise IdxFormatError(f"{label_path}: expected uint8 labels [N], got {labels.dtype} {list(labels.shape)}")
   if len(images) != len(labels):
-    raise IdxFormatError(f"{image_path}: {len(images)} images but {label_path.name} has {len(labels)} labels")
+    raise IdxFormatError(f"{image_path}: {len(images)} images but {fs.basename(label_path)} has {len(labels)} labels")
   if labels.size and labels.max() >= num_classes:
     raise IdxFormatError(f"{label_path}: label {labels.max()} is out of range [0, {num_classes})")
   return images[..., np.newaxis], labels.astype(np.int32)

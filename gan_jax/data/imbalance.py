@@ -7,6 +7,7 @@ Fashion-MNIST keep 4000, 2000, ..., 40 training images per class.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
@@ -91,15 +92,39 @@ def _step(available: np.ndarray, minority_classes: Sequence[int] | None, fractio
   return [int(round(fraction * n)) if c in minority else int(n) for c, n in enumerate(available)]
 
 
-def params_from_config(config) -> dict[str, Any]:
-  """Profile parameters from a config's `imbalance_*` fields (zero or empty means unset)."""
-  minority = str(config.get("imbalance_minority_classes", "") or "")
-  return {
-      "rho": config.get("imbalance_rho") or None,
-      "n_max": config.get("imbalance_n_max") or None,
-      "minority_classes": [int(c) for c in minority.split(",") if c.strip()] or None,
-      "fraction": config.get("imbalance_fraction") or None,
-  }
+@dataclasses.dataclass(frozen=True)
+class ImbalanceSpec:
+  """How a split is cut into an imbalanced training set.
+
+  Attributes:
+    profile: '' or 'none' keeps every image; otherwise a name from `PROFILES` or
+      explicit counts ('4000,2000,...').
+    rho: 'exponential': n_max / n_min.
+    n_max: 'exponential': images of class 0.
+    minority_classes: 'step': the classes that are cut.
+    fraction: 'step': the share of each minority class kept.
+  """
+  profile: str = "none"
+  rho: float | None = None
+  n_max: int | None = None
+  minority_classes: tuple[int, ...] | None = None
+  fraction: float | None = None
+
+  @classmethod
+  def from_fields(cls, profile: str, rho: float = 0.0, n_max: int = 0, minority_classes: str = "",
+                  fraction: float = 0.0) -> "ImbalanceSpec":
+    """From the flat config fields (imbalance_rho, ...), where zero or empty means unset."""
+    minority = [int(c) for c in str(minority_classes or "").split(",") if c.strip()]
+    return cls(str(profile), rho or None, n_max or None, tuple(minority) or None, fraction or None)
+
+  @property
+  def active(self) -> bool:
+    return self.profile not in ("", "none")
+
+  def counts(self, available: Sequence[int] | np.ndarray) -> list[int]:
+    """The images to keep per class (see `profile_counts`)."""
+    return profile_counts(self.profile, available, rho=self.rho, n_max=self.n_max,
+                          minority_classes=self.minority_classes, fraction=self.fraction)
 
 
 def profile_counts(profile: str | Sequence[int], available: Sequence[int] | np.ndarray, **params: Any) -> list[int]:
@@ -199,7 +224,7 @@ def balance_by_repetition(labels: np.ndarray, seed: int) -> np.ndarray:
   copy is a seeded choice, so the result is deterministic.
 
   Returns:
-    int64 indices into `labels`, grouped by class (batch order comes from the sampler).
+    int64 indices into `labels`, grouped by class (batch order comes from `batch_order`).
   """
   labels = np.asarray(labels)
   classes, counts = np.unique(labels, return_counts=True)

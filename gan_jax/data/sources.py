@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from gan_jax import fs
 from gan_jax.data import idx
 
 IDX_DIR_ENV = "GAN_JAX_IDX_DIR"
@@ -73,9 +74,9 @@ def _how_to_provide(info: DatasetInfo, split: str, idx_dir: str | os.PathLike | 
     return (f"IDX files are not available for {info.name} ({IDX_DIR_ENV} only covers "
             f"{', '.join(n for n in sorted(DATASETS) if DATASETS[n].has_idx)}), so only TFDS works: "
             f"run once with internet so TFDS can prepare it in TFDS_DATA_DIR.")
-  images, _ = idx.idx_split_paths("", info.name, split if split in idx.SPLIT_PREFIXES else "train")
+  names = [p for split_name in idx.SPLIT_PREFIXES for p in idx.idx_split_paths("", info.name, split_name)]
   missing = f" ({idx_dir} has no {info.name}/ folder)" if idx_dir is not None else ""
-  return (f"Either set {IDX_DIR_ENV}=<folder> holding {images.as_posix()} etc.{missing} (see ../shared/datasets), "
+  return (f"Either set {IDX_DIR_ENV}=<folder> holding the IDX files {', '.join(names)}{missing}, "
           f"or run once with internet so TFDS can prepare it in TFDS_DATA_DIR.")
 
 
@@ -184,7 +185,7 @@ def load_arrays(name: str, split: str, *, idx_dir: str | os.PathLike | None = No
     DataUnavailableError: TFDS is not importable or cannot provide the data.
   """
   info = get_dataset_info(name)
-  if idx_dir is not None and info.has_idx and os.path.isdir(os.path.join(idx_dir, name)):
+  if idx_dir is not None and info.has_idx and fs.isdir(fs.join(idx_dir, name)):
     images, labels = idx.load_idx_split(idx_dir, name, split, num_classes=info.num_classes)
   else:
     images, labels = _load_tfds(info, split, tfds_data_dir, allow_download, idx_dir)

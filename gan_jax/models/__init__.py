@@ -1,7 +1,9 @@
-"""GAN model families and the registry that builds them from a model name.
+"""GAN model families: one record per family, and `build_gan`, the single place that assembles them.
 
-`build_gan` is the single place that knows which generator/discriminator pair
-each model name means, so steps, loops and benchmarks stay family-agnostic.
+A `GANFamily` says what a family's generator and discriminator are (conditional,
+projection-capable, auxiliary classifier) and how the paper that introduced it
+trained it (`Recipe`), so configs, the train step and the benchmarks read one
+definition instead of testing model names.
 """
 from __future__ import annotations
 
@@ -16,7 +18,58 @@ from gan_jax.models import layers
 from gan_jax.models import mlp
 from gan_jax.models.classifier import CNNClassifier
 
-GAN_MODELS = ("mlp_gan", "dcgan", "cgan", "acgan", "wgan_gp")
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """A family's published training settings (what its config starts from)."""
+  loss: str = "non_saturating"
+  d_steps: int = 1
+  gp_weight: float = 0.0
+  lr_g: float = 2e-4
+  lr_d: float = 2e-4
+  b1: float = 0.5
+  b2: float = 0.999
+
+
+@dataclasses.dataclass(frozen=True)
+class GANFamily:
+  """What a GAN family is.
+
+  Attributes:
+    name: registry name (config.model).
+    convolutional: DCGAN backbone (else the fully connected MLP GAN).
+    conditional: G takes labels.
+    label_conditioned_d: D takes labels (its conditioning comes from config.conditioning).
+    aux_classifier: D predicts the class (ACGAN).
+    dropout_rate: D's default dropout.
+    recipe: the published training settings.
+  """
+  name: str
+  convolutional: bool
+  conditional: bool = False
+  label_conditioned_d: bool = False
+  aux_classifier: bool = False
+  dropout_rate: float = 0.4
+  recipe: Recipe = Recipe()
+
+
+FAMILIES: dict[str, GANFamily] = {f.name: f for f in (
+    # Goodfellow et al. (2014).
+    GANFamily("mlp_gan", convolutional=False, dropout_rate=0.3),
+    # Radford et al. (2016): Adam 2e-4, beta1 0.5.
+    GANFamily("dcgan", convolutional=True),
+    # Mirza & Osindero (2014), projection D of Miyato & Koyama (2018).
+    GANFamily("cgan", convolutional=True, conditional=True, label_conditioned_d=True),
+    # Odena et al. (2017).
+    GANFamily("acgan", convolutional=True, conditional=True, aux_classifier=True),
+    # Gulrajani et al. (2017): n_critic 5, lambda 10, Adam 1e-4, betas (0, 0.9), no dropout.
+    GANFamily("wgan_gp", convolutional=True, dropout_rate=0.0,
+              recipe=Recipe(loss="wasserstein", d_steps=5, gp_weight=10.0, lr_g=1e-4, lr_d=1e-4, b1=0.0, b2=0.9)),
+)}
+GAN_MODELS = tuple(FAMILIES)
+# Image sides the convolutional families are built for (28x28 MNIST-like, 32x32 CIFAR-like).
+CONV_SIZES = {28: (dcgan.dcgan28_generator, dcgan.dcgan28_discriminator, 100),
+              32: (dcgan.dcgan32_generator, dcgan.dcgan32_discriminator, 128)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +98,12 @@ class GAN:
   output_range: tuple[float, float]
 
 
+def get_family(name: str) -> GANFamily:
+  if name not in FAMILIES:
+    raise ValueError(f"Unknown model '{name}'; choose one of: {', '.join(GAN_MODELS)}")
+  return FAMILIES[name]
+
+
 def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim: int | None = None,
               width: int = 64, conditioning: str = "concat", dropout_rate: float | None = None,
               upsample_impl: str = "auto", spectral_norm: bool = False, dtype: Any = jnp.float32) -> GAN:
@@ -53,50 +112,41 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
   Args:
     name: one of GAN_MODELS.
     image_shape: (28, 28, C) or (32, 32, C) for the convolutional models; any for mlp_gan.
-    num_classes: classes of the data set (used by cgan / acgan).
+    num_classes: classes of the data set (used by the conditional families).
     z_dim: latent size; defaults to 100 (28x28, MLP) or 128 (32x32).
     width: base channel count of the convolutional models; the MLP's hidden sizes are 4, 8, 16 x width.
-    conditioning: cgan discriminator conditioning, 'concat' or 'projection'.
-    dropout_rate: discriminator dropout; defaults per family (0.3 MLP, 0.4 DCGAN, 0 critic).
-    upsample_impl: generator up-sampling implementation (see gan_jax.models.upsample).
+    conditioning: how a label-conditioned discriminator sees the label: 'concat' or 'projection'.
+    dropout_rate: discriminator dropout; None takes the family's.
+    upsample_impl: generator up-sampling implementation (see gan_jax.kernels.upsample).
     spectral_norm: spectrally normalised discriminator (convolutional families only).
     dtype: computation dtype of the convolutional models.
 
   Raises:
     ValueError: unknown name, conditioning, or unsupported image size.
   """
-  if name not in GAN_MODELS:
-    raise ValueError(f"Unknown model '{name}'; choose one of: {', '.join(GAN_MODELS)}")
+  family = get_family(name)
   layers.check_conditioning(conditioning)
   height, _, channels = image_shape
-  conditional = name in ("cgan", "acgan")
-  g_classes = num_classes if conditional else 0
-  d_conditioning = conditioning if name == "cgan" else "none"
-  aux = name == "acgan"
-
-  if spectral_norm and name == "mlp_gan":
-    raise ValueError("spectral_norm is implemented for the convolutional discriminators; mlp_gan has none")
-  if name == "mlp_gan":
+  dropout_rate = family.dropout_rate if dropout_rate is None else dropout_rate
+  d_conditioning = conditioning if family.label_conditioned_d else "none"
+  if not family.convolutional:
+    if spectral_norm:
+      raise ValueError(f"spectral_norm is implemented for the convolutional discriminators; {name} has none")
     # width 64 gives the classic plan: G 256-512-1024, D 1024-512-256.
     hidden = (4 * width, 8 * width, 16 * width)
     return GAN(name, mlp.MLPGenerator(image_shape=tuple(image_shape), hidden=hidden),
-               mlp.MLPDiscriminator(hidden=hidden[::-1], dropout_rate=0.3 if dropout_rate is None else dropout_rate),
+               mlp.MLPDiscriminator(hidden=hidden[::-1], dropout_rate=dropout_rate),
                z_dim or 100, num_classes, False, False, False, (0.0, 1.0))
-
-  if height == 28:
-    make_g, make_d, default_z = dcgan.dcgan28_generator, dcgan.dcgan28_discriminator, 100
-  elif height == 32:
-    make_g, make_d, default_z = dcgan.dcgan32_generator, dcgan.dcgan32_discriminator, 128
-  else:
-    raise ValueError(f"Convolutional GANs support 28x28 or 32x32 images, got {tuple(image_shape)}")
-  if dropout_rate is None:
-    dropout_rate = 0.0 if name == "wgan_gp" else 0.4
-  generator = make_g(width, channels, num_classes=g_classes, upsample_impl=upsample_impl, dtype=dtype)
-  discriminator = make_d(width, dropout_rate=dropout_rate, num_classes=num_classes,
-                         conditioning=d_conditioning, aux_classifier=aux, spectral_norm=spectral_norm,
-                         dtype=dtype)
-  return GAN(name, generator, discriminator, z_dim or default_z, num_classes, conditional,
-             d_conditioning != "none", aux, (-1.0, 1.0))
+  if height not in CONV_SIZES:
+    raise ValueError(f"Convolutional GANs support {' or '.join(f'{s}x{s}' for s in CONV_SIZES)} images, "
+                     f"got {tuple(image_shape)}")
+  make_g, make_d, default_z = CONV_SIZES[height]
+  generator = make_g(width, channels, num_classes=num_classes if family.conditional else 0,
+                     upsample_impl=upsample_impl, dtype=dtype)
+  discriminator = make_d(width, dropout_rate=dropout_rate, num_classes=num_classes, conditioning=d_conditioning,
+                         aux_classifier=family.aux_classifier, spectral_norm=spectral_norm, dtype=dtype)
+  return GAN(name, generator, discriminator, z_dim or default_z, num_classes, family.conditional,
+             d_conditioning != "none", family.aux_classifier, (-1.0, 1.0))
 
 
-__all__ = ["GAN", "GAN_MODELS", "build_gan", "CNNClassifier"]
+__all__ = ["FAMILIES", "GAN", "GANFamily", "GAN_MODELS", "Recipe", "build_gan", "get_family", "CNNClassifier"]

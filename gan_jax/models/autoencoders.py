@@ -14,7 +14,7 @@ argument, so every apply is a pure function of (params, inputs, key).
 * `aae`:  an `ae` plus a DCGAN discriminator judging real images against their
           reconstructions, in the image space as in ALOCC (Sabokrou et al., CVPR
           2018). This is not Makhzani et al.'s latent-space "adversarial
-          autoencoder"; the name follows the issue's `aae` config value.
+          autoencoder"; `aae` names the adversarially trained autoencoder.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from gan_jax.models import dcgan
-from gan_jax.models import upsample
+from gan_jax.kernels import upsample
 
 AUTOENCODER_MODELS = ("ae", "vae", "cvae", "aae")
 PyTree = Any
@@ -92,7 +92,7 @@ class ConvDecoder(nn.Module):
     hidden: units of the first dense layer.
     num_classes: > 0 concatenates the one-hot label to z and, as constant planes, to
       the first feature map.
-    upsample_impl: see `gan_jax.models.upsample`.
+    upsample_impl: see `gan_jax.kernels.upsample`.
   """
   image_shape: Sequence[int]
   widths: Sequence[int] = (32, 64)

@@ -1,4 +1,4 @@
-"""CNN classifier used by the imbalance experiments and as a feature extractor."""
+"""CNN classifier used by the imbalance benchmark and as a feature extractor."""
 from __future__ import annotations
 
 from typing import Sequence

@@ -2,7 +2,7 @@
 
 One generator and one discriminator class cover both resolutions: the resolution
 only changes the stem size and the number of stride-2 stages, so the presets
-`dcgan28_*` and `dcgan32_*` below pin the layer plans the issues specify.
+`dcgan28_*` and `dcgan32_*` below pin the published layer plans.
 The same classes, given `num_classes`, become the conditional GAN, the ACGAN and
 the WGAN-GP critic (no batch norm, no dropout).
 """
@@ -14,9 +14,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_jax.models import downsample
+from gan_jax.kernels import downsample
 from gan_jax.models import layers
-from gan_jax.models import upsample
+from gan_jax.kernels import upsample
 
 
 class DCGANGenerator(nn.Module):
@@ -29,7 +29,7 @@ class DCGANGenerator(nn.Module):
     out_channels: image channels; the last stage has stride 2.
     kernel_size: transposed-convolution kernel side.
     num_classes: > 0 makes G(z, y) conditional through a concatenated label embedding.
-    upsample_impl: how stride-2 stages are computed, see `gan_jax.models.upsample`.
+    upsample_impl: how stride-2 stages are computed, see `gan_jax.kernels.upsample`.
     dtype: computation dtype (parameters stay float32).
   """
   stem_size: int

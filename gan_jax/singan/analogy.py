@@ -24,13 +24,13 @@ at `start_scale` and B's finer generators then add B's detail with zero noise.
 from __future__ import annotations
 
 import functools
-import os
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import fs
 from gan_jax import images as images_lib
 from gan_jax.singan import apply as apply_lib
 
@@ -93,7 +93,7 @@ def write_outputs(workdir: str, pyramids: dict[str, apply_lib.Pyramid], reals: d
     row = [reals[source][-1], translate(pyramids[target], reals[source], last),
            translate(pyramids[target], reals[source], start), reals[target][-1]]
     name = f"{source}_to_{target}.png"
-    images_lib.save_grid(os.path.join(workdir, name), np.concatenate([np.asarray(jax.device_get(x)) for x in row]),
+    images_lib.save_grid(fs.join(workdir, name), np.concatenate([np.asarray(jax.device_get(x)) for x in row]),
                          1, len(row), apply_lib.VALUE_RANGE)
     names.append(name)
   return names

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from typing import Any, Sequence
 
 import flax
@@ -19,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import fs
 from gan_jax import images as images_lib
 from gan_jax.models import singan as models
 from gan_jax.singan import pyramid as pyramid_lib
@@ -209,6 +209,6 @@ def write_outputs(workdir: str, pyr: Pyramid, reals: Sequence[jax.Array], key: j
   outputs["super_resolution.png"] = (np.concatenate([_np(bicubic), _np(sr)]), 1, 2)
   names = []
   for name, (grid, rows_n, cols_n) in outputs.items():
-    images_lib.save_grid(os.path.join(workdir, prefix + name), grid, rows_n, cols_n, VALUE_RANGE)
+    images_lib.save_grid(fs.join(workdir, prefix + name), grid, rows_n, cols_n, VALUE_RANGE)
     names.append(prefix + name)
   return names

@@ -16,10 +16,12 @@ stay frozen (Shaham et al., ICCV 2019, Sec. 2.2; defaults from the official code
 
 Each scale's iterations run as jitted `lax.scan` chunks of `chunk_size`
 iterations; iteration i of scale n uses the key fold_in(fold_in(seed_key, n), i),
-so a scale stopped between chunks and resumed replays the same randomness. After
-every scale (and on SIGTERM/SIGINT, between chunks) the scale's state is saved to
-workdir/checkpoints/scale_XX; a rerun restores finished scales instead of
-training them. Every scale appends one record to workdir/scales.jsonl.
+so a scale stopped between chunks and resumed replays the same randomness. The
+chunks run in the project's training loop (`gan_jax.train.loop`) and every scale
+is a stage (`gan_jax.stages`): after every scale (and on SIGTERM/SIGINT, between
+chunks) its state is saved to workdir/checkpoints/scale_XX; a rerun restores
+finished scales instead of training them. Every scale appends one record to
+workdir/scales.jsonl.
 
 With two images (config.image_b) every per-image quantity is a dict keyed 'a'
 and 'b', and the analogy terms of `gan_jax.singan.analogy` join the losses.
@@ -30,7 +32,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import time
 from typing import Any
 
@@ -38,22 +39,24 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from absl import logging
 
-from gan_jax import checkpoint
+from gan_jax import fs
 from gan_jax import losses
 from gan_jax import preemption
-from gan_jax import progress
+from gan_jax import stages
 from gan_jax import workdir as workdir_lib
 from gan_jax.models import singan as models
 from gan_jax.singan import analogy
 from gan_jax.singan import apply as apply_lib
 from gan_jax.singan import pyramid as pyramid_lib
+from gan_jax.train import loop
 
 CHANNELS = 3
 SCALE_LOG = "scales.jsonl"
+# In each scale's checkpoint folder: the scale finished (removing the folder retrains the scale).
+SCALE_MARKER = "scale.json"
 # Fields a rerun may change: they do not change what any scale computes.
 RESUMABLE_FIELDS = ("chunk_size", "conv_impl", "num_samples", "sample_start_scale", "wide_factor", "sr_factor",
                     "analogy_start_scale")
@@ -301,8 +304,8 @@ def _build_setup(config, n: int, sizes, domains) -> ScaleSetup:
                     sizes=tuple(sizes[:n + 1]), domains=domains)
 
 
-def fit_scale(config, workdir: str, setup: ScaleSetup, consts, previous: ScaleState | None, optimizers, key,
-              tracker: progress.Progress, stop: preemption.StopSignal) -> tuple[ScaleState, dict[str, Any]]:
+def fit_scale(config, workdir: str, setup: ScaleSetup, consts, previous: ScaleState | None, optimizers,
+              key) -> tuple[ScaleState, dict[str, Any]]:
   """Trains (or restores) one scale; returns its state and its scale-log record."""
   n, iters = setup.scale, config.iters_per_scale
   if n == 0:
@@ -316,56 +319,59 @@ def fit_scale(config, workdir: str, setup: ScaleSetup, consts, previous: ScaleSt
   state = init_scale_state(setup, jax.random.fold_in(key, 1), g_tx, d_tx, amps, previous if copy else None)
   # Restored arrays are committed to a device; committing fresh ones too gives jitted functions one cache entry.
   state = jax.device_put(state, jax.local_devices()[0])
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints", f"scale_{n:02d}"), max_to_keep=1,
-                                 async_save=False)
-  done = ckpt.latest_step() or 0
-  if done:
-    state = ckpt.restore(state, done)
-  record = {"scale": n, "size": list(setup.sizes[-1]), "features": setup.generator.features,
-            "resumed_from": done, "copied_previous": bool(copy), "status": "restored", "iterations_trained": 0,
-            "noise_amp": {d: float(state.noise_amp[d]) for d in setup.domains}}
-  if done >= iters:
-    logging.info("Scale %d: restored finished checkpoint (%d iterations); skipping training", n, done)
-    ckpt.close()
-    return state, record
   run_chunk = make_chunk_fn(setup, LossWeights(config.gp_weight, config.alpha, config.cycle_weight,
                                                config.d_steps, config.g_steps), g_tx, d_tx)
-  chunks, start_time = [], time.perf_counter()
-  while done < iters:
+  chunks: list[dict] = []
+
+  def step_fn(state, done):
     length = min(config.chunk_size, iters - done)
     t0 = time.perf_counter()
     state, metrics = run_chunk(state, consts, key, jnp.arange(done, done + length))
-    means = {k: float(v) for k, v in jax.device_get(jax.tree.map(jnp.mean, metrics)).items()}
-    if not all(np.isfinite(list(means.values()))):
-      raise FloatingPointError(f"Non-finite loss at scale {n}, iterations {done}..{done + length}: {means}")
-    chunks.append({"iterations": length, "seconds": time.perf_counter() - t0, **means})
-    done += length
-    tracker.report(n * iters + done, f"scale {n} iter {done}/{iters} " + " ".join(
-        f"{k}={v:.4f}" for k, v in means.items()))
-    if done < iters and stop.should_stop():
-      record["status"] = "stopped"
-      logging.warning("Stopped by %s at scale %d iteration %d; rerun to resume.", stop.received, n, done)
-      break
-  ckpt.save(done, state)
-  ckpt.wait()
-  ckpt.close()
-  timed = chunks[1:] or chunks  # the first chunk also compiles
-  record.update(status=record["status"] if record["status"] == "stopped" else "trained",
-                iterations_trained=done - record["resumed_from"], seconds=time.perf_counter() - start_time,
-                first_chunk_seconds=chunks[0]["seconds"],
-                sec_per_100_iters=100.0 * sum(c["seconds"] for c in timed) / sum(c["iterations"] for c in timed),
-                rec_first=chunks[0]["rec"], rec_last=chunks[-1]["rec"], d_loss_last=chunks[-1]["d_loss"],
-                g_adv_last=chunks[-1]["g_adv"])
-  if "cycle" in chunks[-1]:
-    record["cycle_last"] = chunks[-1]["cycle"]
+    metrics = jax.block_until_ready(jax.tree.map(jnp.mean, metrics))
+    chunks.append({"iterations": length, "seconds": time.perf_counter() - t0})
+    return state, metrics
+
+  def check(state, scalars, done):
+    del state
+    if scalars is None:
+      return {}, None
+    chunks[-1].update(scalars)
+    bad = loop.nonfinite_names(scalars, list(scalars))
+    return {}, (f"Non-finite {', '.join(bad)} at scale {n}, iteration {done}" if bad else None)
+
+  result = loop.train(state, step_fn, num_steps=iters, name=f"singan scale {n}", log_every=config.chunk_size,
+                      chunk=config.chunk_size, checkpoint_dir=scale_checkpoints(workdir, n), keep_checkpoints=1,
+                      async_checkpoints=False, check=check, nonfinite_hint="Lower --config.lr_g and --config.lr_d.",
+                      describe=lambda s: " ".join(f"{k}={v:.4f}" for k, v in s.items()))
+  state = result.state
+  record = {"scale": n, "size": list(setup.sizes[-1]), "features": setup.generator.features,
+            "resumed_from": result.start, "copied_previous": bool(copy), "iterations_trained": 0,
+            "status": "stopped" if result.stopped else ("trained" if chunks else "restored"),
+            "noise_amp": {d: float(state.noise_amp[d]) for d in setup.domains}}
+  if chunks:
+    timed = chunks[1:] or chunks  # the first chunk also compiles
+    record.update(iterations_trained=(result.stopped_at or iters) - result.start,
+                  seconds=sum(c["seconds"] for c in chunks), first_chunk_seconds=chunks[0]["seconds"],
+                  sec_per_100_iters=100.0 * sum(c["seconds"] for c in timed) / sum(c["iterations"] for c in timed),
+                  rec_first=chunks[0]["rec"], rec_last=chunks[-1]["rec"], d_loss_last=chunks[-1]["d_loss"],
+                  g_adv_last=chunks[-1]["g_adv"])
+    if "cycle" in chunks[-1]:
+      record["cycle_last"] = chunks[-1]["cycle"]
   return state, record
+
+
+def scale_checkpoints(workdir: str, scale: int) -> str:
+  return fs.join(workdir, "checkpoints", f"scale_{scale:02d}")
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict[str, Any]:
   """Trains (or resumes) a SinGAN pyramid, or an analogy pair when config.image_b is set, and writes its PNGs.
 
+  Every scale is a stage (`gan_jax.stages`) whose marker lies in its checkpoint folder;
+  a finished scale is restored, not trained again.
+
   Args:
-    config: a SinGAN config (experiments/configs/singan.py).
+    config: a SinGAN config.
     workdir: run folder: config.json, scales.jsonl, checkpoints/scale_XX, *.png.
     overwrite: discard an earlier run with a different config in `workdir`.
 
@@ -391,24 +397,32 @@ def train(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = Fal
               for i, d in enumerate(domains)}
   optimizers = tuple(make_optimizer(lr, config.b1, config.b2, config.lr_milestone, config.lr_gamma, steps)
                      for lr, steps in ((config.lr_g, config.g_steps), (config.lr_d, config.d_steps)))
-  records, previous, output_key = [], None, jax.random.fold_in(key, _OUTPUT_TAG)
-  tracker = progress.Progress(len(sizes) * config.iters_per_scale, name="singan")
+  records, output_key = [], jax.random.fold_in(key, _OUTPUT_TAG)
+  previous: list[ScaleState] = []
+
+  def scale_stage(n: int) -> dict:
+    setup = _build_setup(config, n, sizes, domains)
+    state, record = fit_scale(config, workdir, setup, scale_constants(setup, reals, pyramids),
+                              previous[-1] if previous else None, optimizers, jax.random.fold_in(key, n))
+    records.append(record)
+    log = fs.join(workdir, SCALE_LOG)
+    fs.write_text(log, (fs.read_text(log) if fs.exists(log) else "") + json.dumps(record) + "\n")
+    if record["status"] == "stopped":
+      raise stages.StageStopped(f"Stopped at scale {n}, iteration {record['resumed_from'] + record['iterations_trained']}")
+    for d in domains:
+      pyramids[d] = pyramids[d].append(setup.generator, sizes[n], state.g_vars[d], state.noise_amp[d])
+      path = fs.join(workdir, _prefix(d) + f"samples_scale_{n:02d}.png")
+      if record["status"] == "trained" or not fs.exists(path):
+        apply_lib.save_scale_samples(path, pyramids[d], reals[d], n, jax.random.fold_in(output_key, n))
+    previous[:] = [state]
+    return record
+
+  plan = [stages.Stage(f"scale {n}", fs.join(scale_checkpoints(workdir, n), SCALE_MARKER),
+                       lambda n=n: scale_stage(n), work=config.iters_per_scale, resume=lambda n=n: scale_stage(n))
+          for n in range(len(sizes))]
   with preemption.StopSignal() as stop:
-    for n in range(len(sizes)):
-      setup = _build_setup(config, n, sizes, domains)
-      state, record = fit_scale(config, workdir, setup, scale_constants(setup, reals, pyramids), previous, optimizers,
-                                jax.random.fold_in(key, n), tracker, stop)
-      records.append(record)
-      with open(os.path.join(workdir, SCALE_LOG), "a") as f:
-        f.write(json.dumps(record) + "\n")
-      if record["status"] == "stopped":
-        return {"records": records, "outputs": [], "sizes": sizes, "scale_factor": factor, "stopped": True}
-      for d in domains:
-        pyramids[d] = pyramids[d].append(setup.generator, sizes[n], state.g_vars[d], state.noise_amp[d])
-        path = os.path.join(workdir, _prefix(d) + f"samples_scale_{n:02d}.png")
-        if record["status"] == "trained" or not os.path.exists(path):
-          apply_lib.save_scale_samples(path, pyramids[d], reals[d], n, jax.random.fold_in(output_key, n))
-      previous = state
+    if not stages.Runner(plan).run(stop):
+      return {"records": records, "outputs": [], "sizes": sizes, "scale_factor": factor, "stopped": True}
   outputs = _write_outputs(workdir, config, pyramids, reals, factor, output_key)
   return {"records": records, "outputs": outputs, "sizes": sizes, "scale_factor": factor, "pyramids": pyramids,
           "reals": reals}

@@ -16,11 +16,12 @@ import ml_collections
 import numpy as np
 import optax
 
+from gan_jax import batching
 from gan_jax import parallel
-from gan_jax import progress
 from gan_jax.data import device_dataset
 from gan_jax.models import classifier as classifier_lib
 from gan_jax.train import classifier_step
+from gan_jax.train import loop
 
 INPUT_RANGE = (0.0, 1.0)
 
@@ -87,7 +88,7 @@ def train_classifier(programs: ClassifierPrograms, images: np.ndarray, labels: n
     programs: from `build_programs`.
     images: uint8 [N, H, W, C].
     labels: int [N].
-    seed: initialisation and batch-order seed; batches are `sampler.batch_indices`
+    seed: initialisation and batch-order seed; batches are `batch_order.batch_indices`
       of (seed, step), so equal seeds give equal runs.
     num_steps: optimiser steps.
     batch_size: global batch size.
@@ -102,40 +103,25 @@ def train_classifier(programs: ClassifierPrograms, images: np.ndarray, labels: n
   weights = np.ones(num_classes, np.float32) if class_weights is None else np.asarray(class_weights, np.float32)
   dataset = device_dataset.DeviceDataset(images, labels, programs.mesh, INPUT_RANGE)
   weights = parallel.replicate(jnp.asarray(weights), programs.mesh)
-  state = programs.init(jax.random.PRNGKey(seed))
-  tracker = progress.Progress(num_steps, 0, name=name)
-  metrics = {}
-  for step in range(num_steps):
-    # At most one step in flight: with many fake CPU devices, a deep queue of
-    # collective programs can starve XLA:CPU's all-reduce rendezvous (seen as a
-    # 40 s "Termination timeout" abort); one step of lookahead keeps the host
-    # dispatching while the devices compute.
-    jax.block_until_ready(metrics)
-    state, metrics = programs.train_step(state, dataset.batches([step], batch_size, seed), weights)
-    done = step + 1
-    if (log_every and done % log_every == 0) or done == num_steps:
-      scalars = jax.device_get(metrics)
-      tracker.report(done, f"loss={float(scalars['loss']):.4f} "
-                           f"{tracker.rate(done) * batch_size:.0f} img/s")
-  return state.params
+  step_fn = lambda state, step: programs.train_step(state, dataset.batches([step], batch_size, seed), weights)
+  # At most one step in flight: with many fake CPU devices, a deep queue of collective
+  # programs can starve XLA:CPU's all-reduce rendezvous (seen as a 40 s "Termination
+  # timeout" abort); one step of lookahead keeps the host dispatching while the devices compute.
+  result = loop.train(programs.init(jax.random.PRNGKey(seed)), step_fn, num_steps=num_steps, name=name,
+                      log_every=log_every, images_per_step=batch_size, one_in_flight=True,
+                      describe=lambda s: f"loss={s['loss']:.4f} {s['images_per_sec']:.0f} img/s")
+  return result.state.params
 
 
 def predict(programs: ClassifierPrograms, params, images: np.ndarray, batch_size: int = 1000
             ) -> tuple[np.ndarray, np.ndarray]:
   """Class probabilities [N, C] and hidden features [N, hidden] of uint8 images [N, H, W, C].
 
-  Single-process: every row is fed from this host (the last batch padded by
-  wrapping around, padding dropped).
+  Single-process: every row is fed from this host, in chunks of one compiled shape.
   """
-  n = len(images)
   n_devices = programs.mesh.size
   batch_size = max(n_devices, batch_size - batch_size % n_devices)
-  probs, feats = [], []
-  for start in range(0, n, batch_size):
-    rows = np.arange(start, start + batch_size) % n
-    batch = parallel.shard_batch(images[rows].astype(np.float32) / 255.0, programs.mesh)
-    p, f = jax.device_get(programs.predict(params, batch))
-    keep = min(batch_size, n - start)
-    probs.append(np.asarray(p)[:keep])
-    feats.append(np.asarray(f)[:keep])
-  return np.concatenate(probs), np.concatenate(feats)
+  return batching.map_chunks(
+      lambda _, rows: programs.predict(params, parallel.shard_batch(images[rows].astype(np.float32) / 255.0,
+                                                                    programs.mesh)),
+      len(images), batch_size)

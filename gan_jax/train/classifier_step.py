@@ -1,4 +1,4 @@
-"""Classifier train state and pure train/eval steps (the imbalance experiments' classifier).
+"""Classifier train state and pure train/eval steps (the imbalance benchmark's classifier).
 
 The loss is a per-example weighted cross-entropy, so inverse-frequency class
 weighting (the `class_weight` remedy) is the same step with different weights.

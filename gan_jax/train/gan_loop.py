@@ -1,58 +1,82 @@
-"""The GAN training loop behind `experiments.train_gan`.
+"""GAN training: `fit_gan` trains on the arrays it is handed; `train_gan` is the config wrapper of the entrypoint.
 
-Puts the training split on the devices once (`DeviceDataset`), then feeds global
-batches chosen by `gan_jax.data.sampler` (a pure function of seed and step), so a
-restored run sees exactly the batches an uninterrupted run would have seen.
+`fit_gan` puts the images on the devices once (`DeviceDataset`) and feeds global
+batches chosen by `gan_jax.data.batch_order` (a pure function of seed and step),
+so a restored run sees exactly the batches an uninterrupted run would have seen.
 """
 from __future__ import annotations
 
-import json
-import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 
 from gan_jax import augment
+from gan_jax import batching
 from gan_jax import checkpoint
-from gan_jax import data
-from gan_jax.data import device_dataset
+from gan_jax import checks
+from gan_jax import fs
 from gan_jax import images
 from gan_jax import losses
 from gan_jax import metric_writer
 from gan_jax import models
 from gan_jax import parallel
-from gan_jax import preemption
-from gan_jax import progress
 from gan_jax import workdir as workdir_lib
+from gan_jax.data import device_dataset
+from gan_jax.data import imbalance
+from gan_jax.data import sources
+from gan_jax.data import splits
 from gan_jax.train import gan_step
+from gan_jax.train import loop
 
 NONFINITE_POLICIES = ("error", "skip")
+POSITIVE_FIELDS = ("batch_size", "num_steps", "d_steps", "log_every", "checkpoint_every", "sample_every",
+                   "keep_checkpoints")
+# The fields of a standalone run that choose its data; a driver that hands fit_gan its arrays owns them.
+DATA_FIELDS = ("dataset", "seed", "imbalance", "imbalance_rho", "imbalance_n_max", "imbalance_minority_classes",
+               "imbalance_fraction", "train_classes")
+# GAN run folders recorded by earlier versions: fields added since (with the value that computes what
+# such a run computed) and the data fields that runs driven by the imbalance benchmark recorded.
+MIGRATIONS = workdir_lib.Migrations(
+    added={"train_classes": "", "g_ema_decay": 0.0, "spectral_norm": False, "reuse_fakes": False,
+           "class_balanced": False, "augment": ""},
+    retired=DATA_FIELDS)
+NONFINITE_HINT = "Lower the learning rate, or pass --config.on_nonfinite=skip to skip such updates."
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError with the bad value and the allowed ones for malformed configs."""
-  if config.model not in models.GAN_MODELS:
-    raise ValueError(f"Unknown model '{config.model}'; choose one of: {', '.join(models.GAN_MODELS)}")
-  losses.get_adversarial_losses(config.loss)
-  data.get_dataset_info(config.dataset)
-  if config.on_nonfinite not in NONFINITE_POLICIES:
-    raise ValueError(f"Unknown on_nonfinite '{config.on_nonfinite}'; choose one of: {', '.join(NONFINITE_POLICIES)}")
-  for field in ("batch_size", "num_steps", "d_steps", "log_every", "checkpoint_every", "sample_every"):
-    if int(config[field]) <= 0:
-      raise ValueError(f"config.{field} must be a positive integer, got {config[field]}")
-  if not 0.0 <= config.g_ema_decay < 1.0:
-    raise ValueError(f"config.g_ema_decay must lie in [0, 1) (0 disables the average), got {config.g_ema_decay}")
-  augment.parse_policy(config.augment)
-
-
-def build_gan(config: ml_collections.ConfigDict, info) -> models.GAN:
-  return models.build_gan(config.model, image_shape=info.image_shape, num_classes=info.num_classes,
+def build_gan(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int) -> models.GAN:
+  return models.build_gan(config.model, image_shape=tuple(image_shape), num_classes=num_classes,
                           z_dim=config.z_dim or None, width=config.width, conditioning=config.conditioning,
                           upsample_impl=config.upsample_impl, spectral_norm=config.spectral_norm)
+
+
+def validate_training(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int,
+                      num_devices: int, prefix: str = "") -> None:
+  """Checks every training field (model, loss, schedule, options) without touching data or devices."""
+  checks.one_of(config.model, models.GAN_MODELS, prefix + "model")
+  checks.one_of(config.loss, sorted(losses.ADVERSARIAL_LOSSES), prefix + "loss")
+  checks.one_of(config.on_nonfinite, NONFINITE_POLICIES, prefix + "on_nonfinite")
+  checks.all_positive(config, POSITIVE_FIELDS, prefix)
+  checks.in_range(config.g_ema_decay, prefix + "g_ema_decay", 0.0, 1.0, high_open=True)
+  for field in ("lr_g", "lr_d"):
+    checks.positive_number(config[field], prefix + field)
+  augment.parse_policy(config.augment)
+  build_gan(config, image_shape, num_classes)  # conditioning, image size, spectral norm
+  if config.batch_size % num_devices:
+    raise ValueError(f"{prefix}batch_size={config.batch_size} is not divisible by the number of devices "
+                     f"({num_devices}); use a multiple of {num_devices}")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> sources.DatasetInfo:
+  """Checks a standalone GAN config (data fields too); returns the data set's info."""
+  checks.one_of(config.model, models.GAN_MODELS, "model")
+  checks.one_of(config.loss, sorted(losses.ADVERSARIAL_LOSSES), "loss")
+  info = sources.get_dataset_info(config.dataset)
+  parse_train_classes(config.train_classes, info.num_classes)
+  validate_training(config, info.image_shape, info.num_classes, jax.device_count())
+  return info
 
 
 def build_optimizers(config: ml_collections.ConfigDict):
@@ -71,88 +95,33 @@ def init_state_fn(config: ml_collections.ConfigDict, gan: models.GAN, g_tx, d_tx
   return lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, image_shape, g_ema=config.g_ema_decay > 0)
 
 
-def load_train_arrays(config: ml_collections.ConfigDict, idx_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-  """The (optionally imbalanced) training split: uint8 images [N, H, W, C] and int32 labels."""
-  images, labels = data.load_arrays(config.dataset, "train", idx_dir=idx_dir)
-  if config.imbalance not in ("", "none"):
-    info = data.get_dataset_info(config.dataset)
-    counts = data.profile_counts(config.imbalance, data.class_counts(labels, info.num_classes),
-                                 **data.imbalance.params_from_config(config))
-    keep = data.make_imbalanced(labels, counts, config.seed, num_classes=info.num_classes)
-    images, labels = images[keep], labels[keep]
-  train_classes = parse_train_classes(config.train_classes, data.get_dataset_info(config.dataset))
-  if train_classes is not None:
-    keep = np.isin(labels, train_classes)
-    images, labels = images[keep], labels[keep]
-  if config.class_balanced:
-    rows = data.imbalance.balance_by_repetition(labels, config.seed)
-    images, labels = images[rows], labels[rows]
-  return images, labels
-
-
-def parse_train_classes(value, info) -> list[int] | None:
+def parse_train_classes(value, num_classes: int) -> list[int] | None:
   """config.train_classes ('' = every class, else e.g. '3' or '3,5') as a list of class indices."""
-  text = str(value).strip("()[] ")
-  if not text:
+  classes = checks.parse_int_list(value, "train_classes")
+  if not classes:
     return None
-  try:
-    classes = [int(c) for c in text.split(",") if c.strip()]
-  except ValueError as e:
-    raise ValueError(f"config.train_classes must be '' or comma-separated class indices, got {value!r}") from e
-  bad = [c for c in classes if not 0 <= c < info.num_classes]
-  if bad or not classes:
-    raise ValueError(f"config.train_classes must lie in [0, {info.num_classes}), got {value!r}")
+  if any(not 0 <= c < num_classes for c in classes):
+    raise ValueError(f"config.train_classes must lie in [0, {num_classes}), got {value!r}")
   return classes
 
 
-def load_generator(config: ml_collections.ConfigDict, workdir: str) -> Callable[[jax.Array, np.ndarray], np.ndarray]:
-  """The generator of the finished run `train_gan(config, workdir)` as `sample(key, labels) -> uint8 images`.
-
-  Args:
-    config: the run's config.
-    workdir: the run folder; its latest checkpoint is restored.
-
-  Returns:
-    A function of a PRNG key and int labels [N] (ignored by unconditional
-    models) returning uint8 images [N, H, W, C] in eval mode (BatchNorm
-    running statistics), quantised as the real images are.
-
-  Raises:
-    FileNotFoundError: the workdir has no checkpoint.
-  """
-  info = data.get_dataset_info(config.dataset)
-  gan = build_gan(config, info)
-  g_tx, d_tx = build_optimizers(config)
-  template = jax.jit(init_state_fn(config, gan, g_tx, d_tx, info.image_shape))(jax.random.PRNGKey(0))
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-  try:
-    state = ckpt.restore(template)
-  finally:
-    ckpt.close()
-
-  @jax.jit
-  def sample_batch(key, labels):
-    z = jax.random.normal(key, (labels.shape[0], gan.z_dim))
-    return gan_step.generate(gan, gan_step.sampling_params(state), state.g_batch_stats, z, labels,
-                             train=False)[0]
-
-  def sample(key: jax.Array, labels: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    labels = np.asarray(labels, np.int32)
-    out = []
-    for index, start in enumerate(range(0, len(labels), batch_size)):
-      chunk = labels[start:start + batch_size]
-      padded = np.resize(chunk, batch_size)  # one compiled shape for every chunk
-      fake = sample_batch(jax.random.fold_in(key, index), padded)
-      out.append(images.to_uint8(np.asarray(jax.device_get(fake))[:len(chunk)], gan.output_range))
-    return np.concatenate(out) if out else np.zeros((0,) + tuple(info.image_shape), np.uint8)
-
-  return sample
+def load_train_arrays(config: ml_collections.ConfigDict, idx_dir: str | None) -> splits.Arrays:
+  """A standalone run's training set: the (optionally imbalanced) train split, restricted to train_classes."""
+  spec = imbalance.ImbalanceSpec.from_fields(config.imbalance, config.imbalance_rho, config.imbalance_n_max,
+                                             config.imbalance_minority_classes, config.imbalance_fraction)
+  data = splits.load_splits(config.dataset, imbalance_spec=spec, seed=config.seed, idx_dir=idx_dir, with_test=False)
+  images_, labels = data.train
+  train_classes = parse_train_classes(config.train_classes, data.num_classes)
+  if train_classes is not None:
+    keep = np.isin(labels, train_classes)
+    images_, labels = images_[keep], labels[keep]
+  return images_, labels
 
 
-def step_batches(dataset: device_dataset.DeviceDataset, step: int, config: ml_collections.ConfigDict) -> dict:
-  """The `d_steps` real minibatches of train step `step`, sharded: [d_steps, B, ...]."""
-  first = step * config.d_steps
-  return dataset.batches(range(first, first + config.d_steps), config.batch_size, config.seed)
+def class_balanced(images_: np.ndarray, labels: np.ndarray, seed: int) -> splits.Arrays:
+  """The rarer classes' rows repeated until every class has as many as the largest (see balance_by_repetition)."""
+  rows = imbalance.balance_by_repetition(labels, seed)
+  return images_[rows], labels[rows]
 
 
 def fixed_sample_inputs(gan: models.GAN, seed: int) -> tuple[jax.Array, jax.Array, int, int]:
@@ -162,114 +131,143 @@ def fixed_sample_inputs(gan: models.GAN, seed: int) -> tuple[jax.Array, jax.Arra
   return z, jnp.asarray(labels), rows, cols
 
 
-class NonFiniteError(RuntimeError):
-  """A loss or gradient became NaN/Inf and the config says to stop."""
+def health_check(on_nonfinite: str, metric_names: list[str]) -> loop.CheckFn:
+  """The loop's check of GAN states: counts skipped non-finite updates; in 'error' mode names the first one."""
+
+  def check(state: gan_step.GANTrainState, scalars: dict | None, step: int):
+    del step
+    health = jax.device_get(state.health)
+    count = int(health["nonfinite_steps"])
+    extra = {"nonfinite_skips": count} if scalars is not None else {}
+    if count and on_nonfinite == "error":
+      bad = ", ".join(gan_step.decode_mask(health["first_bad_mask"], metric_names))
+      return extra, f"Non-finite {bad} at step {int(health['first_bad_step'])}; the update was not applied"
+    return extra, None
+
+  return check
 
 
-def check_health(state: gan_step.GANTrainState, metric_names, on_nonfinite: str, last_good: int | None,
-                 ckpt_dir: str) -> int:
-  """Returns the number of skipped non-finite steps; raises NonFiniteError in 'error' mode."""
-  health = jax.device_get(state.health)
-  count = int(health["nonfinite_steps"])
-  if count and on_nonfinite == "error":
-    bad = ", ".join(gan_step.decode_mask(health["first_bad_mask"], metric_names))
-    where = f"step {last_good} in {ckpt_dir}" if last_good is not None else "none (no checkpoint yet)"
-    raise NonFiniteError(f"Non-finite {bad} at step {int(health['first_bad_step'])}; the update was not applied. "
-                         f"Last good checkpoint: {where}. Lower the learning rate, or pass "
-                         f"--config.on_nonfinite=skip to skip such updates.")
-  return count
-
-
-def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | None = None,
-              overwrite: bool = False) -> dict[str, Any]:
-  """Trains (or resumes) a GAN in `workdir` until `config.num_steps`.
+def fit_gan(config: ml_collections.ConfigDict, images_: np.ndarray, labels: np.ndarray, workdir: str, *,
+            num_classes: int, seed: int, overwrite: bool = False, name: str | None = None) -> dict[str, Any]:
+  """Trains (or resumes) a GAN on the given arrays in `workdir` until `config.num_steps`.
 
   Args:
-    config: a GAN config (see experiments/configs).
+    config: the GAN's training fields (model, loss, schedule, options; see `validate_training`).
+    images_: uint8 training images [N, H, W, C].
+    labels: int labels [N] (ignored by unconditional models).
     workdir: run folder: config.json, metrics.jsonl, tensorboard/, samples/, checkpoints/.
-    idx_dir: folder with IDX files for the offline data source (None: TFDS).
+    num_classes: classes of the data set (the conditional models' label range).
+    seed: initialisation, noise and batch order.
     overwrite: discard an earlier run with a different config in `workdir`.
+    name: label of the progress lines (default: the model name).
 
   Returns:
-    The last logged metrics record, plus "stopped_by" when a signal ended the run early.
+    The last logged metrics record, plus 'stopped_by' and 'stopped_at' when a signal ended the run early.
   """
-  validate_config(config)
-  info = data.get_dataset_info(config.dataset)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   is_writer = jax.process_index() == 0
   if is_writer:
-    workdir_lib.prepare(workdir, config, overwrite=overwrite)
-
-  gan = build_gan(config, info)
+    workdir_lib.prepare(workdir, config, overwrite=overwrite, migrations=MIGRATIONS)
+  if config.class_balanced:
+    images_, labels = class_balanced(images_, labels, seed)
+  image_shape = tuple(images_.shape[1:])
+  gan = build_gan(config, image_shape, num_classes)
   g_tx, d_tx = build_optimizers(config)
-  dataset = device_dataset.DeviceDataset(*load_train_arrays(config, idx_dir), mesh, gan.output_range)
-  init = jax.jit(init_state_fn(config, gan, g_tx, d_tx, info.image_shape), out_shardings=parallel.replicated(mesh))
-  state = init(jax.random.PRNGKey(config.seed))
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  ckpt = checkpoint.Checkpointer(ckpt_dir, max_to_keep=config.keep_checkpoints)
-  state, restored_step = ckpt.restore_or(state)
-  start = int(restored_step or 0)
-  if restored_step is not None:
-    logging.info("Resuming from step %d", start)
-
-  writer = metric_writer.MetricWriter(workdir, resume_step=start, enabled=is_writer)
+  dataset = device_dataset.DeviceDataset(images_, labels, mesh, gan.output_range)
+  init = jax.jit(init_state_fn(config, gan, g_tx, d_tx, image_shape), out_shardings=parallel.replicated(mesh))
   train_step = parallel.data_parallel_jit(
       gan_step.make_train_step(gan, build_step_config(config), g_tx, d_tx), mesh, batch_axis=1)
-  sample_z, sample_labels, rows, cols = fixed_sample_inputs(gan, config.seed)
-  sampler = jax.jit(lambda s: gan_step.generate(gan, gan_step.sampling_params(s), s.g_batch_stats, sample_z,
-                                                sample_labels, train=False)[0])
-  tracker = progress.Progress(config.num_steps, start, name=config.model)
-  images_per_step = config.batch_size * config.d_steps
-  last_good, metric_names = restored_step, None
-  last_record: dict[str, Any] = {}
+  metric_names: list[str] = []
 
-  def save(done: int) -> None:
-    nonlocal last_good
-    if metric_names is not None:
-      check_health(state, metric_names, config.on_nonfinite, last_good, ckpt_dir)
-    ckpt.save(done, state)
-    last_good = done
+  def step_fn(state, step):
+    first = step * config.d_steps
+    state, metrics = train_step(state, dataset.batches(range(first, first + config.d_steps), config.batch_size, seed))
+    metric_names[:] = metric_names or [k for k in metrics if k != "nonfinite"]
+    return state, metrics
 
+  sample_z, sample_labels, rows, cols = fixed_sample_inputs(gan, seed)
+  render_grid = jax.jit(lambda s: gan_step.generate(gan, gan_step.sampling_params(s), s.g_batch_stats, sample_z,
+                                                    sample_labels, train=False)[0])
+
+  def save_samples(state, done):
+    images.save_grid(fs.join(workdir, "samples", f"step_{done:08d}.png"), np.asarray(jax.device_get(
+        render_grid(state))), rows, cols, gan.output_range)
+
+  result = loop.train(
+      init(jax.random.PRNGKey(seed)), step_fn, num_steps=config.num_steps, name=name or config.model,
+      log_every=config.log_every, checkpoint_dir=fs.join(workdir, "checkpoints"),
+      checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, metrics_dir=workdir,
+      images_per_step=config.batch_size * config.d_steps,
+      describe=lambda s: f"d_loss={s['d_loss']:.4f} g_loss={s['g_loss']:.4f} {s['images_per_sec']:.0f} img/s",
+      check=health_check(config.on_nonfinite, metric_names), nonfinite_hint=NONFINITE_HINT,
+      periodic=[loop.Periodic(config.sample_every, save_samples)], is_writer=is_writer)
+  if result.stopped:
+    return {**result.last_record, "stopped_by": result.stopped_by, "stopped_at": result.stopped_at}
+  if is_writer:
+    images.plot_curves(fs.join(workdir, "loss_curves.png"), metric_writer.read_metrics(workdir),
+                       ("d_loss", "g_loss", "d_real", "d_fake"), title=f"{config.model}")
+    fs.write_json(fs.join(workdir, "final_metrics.json"), result.last_record)
+  return result.last_record
+
+
+def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | None = None,
+              overwrite: bool = False) -> dict[str, Any]:
+  """The train_gan entrypoint: checks the config, loads its data, then `fit_gan`.
+
+  Args:
+    config: a standalone GAN config (data and training fields).
+    workdir: run folder (see `fit_gan`).
+    idx_dir: folder with IDX files for the offline data source (None: TFDS).
+    overwrite: discard an earlier run with a different config in `workdir`.
+
+  Returns:
+    What `fit_gan` returns.
+  """
+  info = validate_config(config)
+  images_, labels = load_train_arrays(config, idx_dir)
+  return fit_gan(config, images_, labels, workdir, num_classes=info.num_classes, seed=config.seed,
+                 overwrite=overwrite)
+
+
+def load_generator(config: ml_collections.ConfigDict, workdir: str, *, image_shape: Sequence[int],
+                   num_classes: int) -> Callable[..., np.ndarray]:
+  """The generator of a finished `fit_gan` run as `sample(key, labels) -> uint8 images`.
+
+  Args:
+    config: the run's training fields.
+    workdir: the run folder; its latest checkpoint is restored.
+    image_shape: (H, W, C) of the training images.
+    num_classes: the run's `num_classes`.
+
+  Returns:
+    `sample(key, labels, batch_size=500)`: a PRNG key and int labels [N] (ignored by
+    unconditional models) -> uint8 images [N, H, W, C], in eval mode (BatchNorm running
+    statistics), quantised as the real images are; chunks of `batch_size` compile once.
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint.
+  """
+  gan = build_gan(config, image_shape, num_classes)
+  g_tx, d_tx = build_optimizers(config)
+  template = jax.jit(init_state_fn(config, gan, g_tx, d_tx, tuple(image_shape)))(jax.random.PRNGKey(0))
+  ckpt = checkpoint.Checkpointer(fs.join(workdir, "checkpoints"), async_save=False)
   try:
-    with preemption.StopSignal() as stop:
-      for step in range(start, config.num_steps):
-        state, metrics = train_step(state, step_batches(dataset, step, config))
-        done = step + 1
-        is_last = done == config.num_steps
-        if metric_names is None:
-          metric_names = [k for k in metrics if k != "nonfinite"]
-        if done % config.log_every == 0 or is_last:
-          scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          scalars["nonfinite_skips"] = check_health(state, metric_names, config.on_nonfinite, last_good, ckpt_dir)
-          scalars["images_per_sec"] = tracker.rate(done) * images_per_step
-          writer.write(done, scalars)
-          last_record = {"step": done, **scalars}
-          tracker.report(done, f"d_loss={scalars['d_loss']:.4f} g_loss={scalars['g_loss']:.4f} "
-                               f"{scalars['images_per_sec']:.0f} img/s")
-        if is_writer and (done % config.sample_every == 0 or is_last):
-          images.save_grid(os.path.join(workdir, "samples", f"step_{done:08d}.png"),
-                           np.asarray(jax.device_get(sampler(state))), rows, cols, gan.output_range)
-        if done % config.checkpoint_every == 0 or is_last:
-          save(done)
-        if not is_last and stop.should_stop():
-          save(done)
-          ckpt.wait()
-          logging.warning("Stopped by %s at step %d; checkpoint saved in %s. Rerun the same command to resume.",
-                          stop.received or "a signal on another process", done, ckpt_dir)
-          last_record = {**last_record, "stopped_by": stop.received or "remote", "stopped_at": done}
-          break
+    state = ckpt.restore(template)
   finally:
-    # Also on errors: a pending async save must finish (or its thread dies at exit).
-    ckpt.wait()
     ckpt.close()
-    writer.close()
 
-  if is_writer and "stopped_by" not in last_record:
-    records = metric_writer.read_metrics(workdir)
-    last_record = last_record or (records[-1] if records else {})
-    images.plot_curves(os.path.join(workdir, "loss_curves.png"), records,
-                       ("d_loss", "g_loss", "d_real", "d_fake"), title=f"{config.model} on {config.dataset}")
-    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-      json.dump(last_record, f, indent=2)
-  return last_record
+  @jax.jit
+  def sample_batch(key, labels):
+    z = jax.random.normal(key, (labels.shape[0], gan.z_dim))
+    return gan_step.generate(gan, gan_step.sampling_params(state), state.g_batch_stats, z, labels, train=False)[0]
+
+  def sample(key: jax.Array, labels: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    labels = np.asarray(labels, np.int32)
+    if not len(labels):
+      return np.zeros((0,) + tuple(image_shape), np.uint8)
+    fake = batching.map_chunks(lambda index, rows: sample_batch(jax.random.fold_in(key, index), labels[rows]),
+                               len(labels), batch_size)
+    return images.to_uint8(fake, gan.output_range)
+
+  return sample

@@ -42,7 +42,7 @@ class GANTrainState:
   d_opt_state: PyTree
   rng: jax.Array
   health: dict[str, jax.Array]  # see `guard_nonfinite`
-  # Exponential moving average of g_params (StepConfig.g_ema_decay > 0), else None; samplers use it.
+  # Exponential moving average of g_params (StepConfig.g_ema_decay > 0), else None; sample grids and generated images use it.
   g_ema_params: PyTree = None
 
 
@@ -293,7 +293,7 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
     d_key, g_key = jax.random.split(step_key)
     # A Python loop, not lax.scan: d_steps is small and static, and XLA:CPU lowers
     # convolution weight gradients inside a while loop to a generic emitter that
-    # ran DCGAN-MNIST 8x slower (42 vs 353 images/s, experiments.benchmark).
+    # ran DCGAN-MNIST 8x slower (42 vs 353 images/s, benchmarks/step_benchmark.py).
     per_update = []
     fresh_updates = cfg.d_steps - 1 if cfg.reuse_fakes else cfg.d_steps
     for k in range(fresh_updates):

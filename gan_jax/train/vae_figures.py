@@ -8,13 +8,13 @@ N(0, I) prior.
 """
 from __future__ import annotations
 
-import os
 import statistics
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import fs
 from gan_jax import images as images_lib
 from gan_jax.models.autoencoders import ReconstructionModel
 
@@ -124,7 +124,7 @@ def latent_scatter(path, codes, labels, title: str) -> None:
   ax.set_xlabel("z[0]")
   ax.set_ylabel("z[1]")
   ax.set_title(title)
-  images_lib.save_figure(fig, path)
+  fs.save_figure(fig, path)
 
 
 def manifold(path, codec: Codec, codes, label: int) -> None:
@@ -152,14 +152,14 @@ def write_all(workdir: str, model: ReconstructionModel, params, images: np.ndarr
   """Writes every figure of a run into `workdir`; returns the file names written."""
   codec = Codec(model, params)
   codes = codec.encode(images, labels)
-  reconstructions(os.path.join(workdir, "reconstructions.png"), codec, images, labels)
-  samples(os.path.join(workdir, "samples.png"), codec, codes, seed)
-  latent_traversal(os.path.join(workdir, "latent_traversal.png"), codec, codes[0], int(labels[0]), codes)
+  reconstructions(fs.join(workdir, "reconstructions.png"), codec, images, labels)
+  samples(fs.join(workdir, "samples.png"), codec, codes, seed)
+  latent_traversal(fs.join(workdir, "latent_traversal.png"), codec, codes[0], int(labels[0]), codes)
   written = ["reconstructions.png", "samples.png", "latent_traversal.png"]
   if model.latent_dim == 2:
     title = f"{model.name}: test-set {'posterior means' if model.variational else 'codes'}"
-    latent_scatter(os.path.join(workdir, "latent_scatter.png"), codes, labels, title)
+    latent_scatter(fs.join(workdir, "latent_scatter.png"), codes, labels, title)
     # The cvae's latent space is per class; its manifold shows class 0.
-    manifold(os.path.join(workdir, "manifold.png"), codec, codes, 0)
+    manifold(fs.join(workdir, "manifold.png"), codec, codes, 0)
     written += ["latent_scatter.png", "manifold.png"]
   return written

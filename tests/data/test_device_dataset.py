@@ -1,6 +1,5 @@
 """DeviceDataset serves exactly the host sampler's batches, sharded over the mesh."""
 import chex
-import jax
 import numpy as np
 import pytest
 

@@ -79,3 +79,15 @@ def test_workdir_with_a_different_config(tmp_path):
   overwritten = runs.run(tmp_path, *SMOKE_FLAGS, "--config.lr_g=0.001", "--overwrite")
   assert overwritten.returncode == 0, overwritten.stderr[-3000:]
   assert [r["step"] for r in runs.metrics(tmp_path)] == [1, 2]
+
+
+def test_console_shows_progress_not_library_logs(tmp_path):
+  result = runs.run(tmp_path / "quiet")  # the 20-step smoke run
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = (result.stdout + result.stderr).strip().splitlines()
+  assert len(lines) <= 30, "\n".join(lines)
+  progress = [line for line in lines if "[mlp_gan] step" in line]
+  assert len(progress) == 4 and all("| ETA" in line for line in progress)
+  assert not any("checkpoint_manager.py" in line for line in lines)
+  verbose = runs.run(tmp_path / "verbose", "--verbose", "--config.num_steps=2")
+  assert verbose.returncode == 0 and "checkpoint_manager.py" in verbose.stderr  # the libraries' INFO on request

@@ -6,7 +6,6 @@ reference run is shared by the tests of this module.
 import json
 import pathlib
 import random
-import shutil
 import signal
 import time
 

@@ -1,5 +1,4 @@
 """The GAN training loop end to end on every config's :smoke variant, and exact resume."""
-import importlib
 import json
 import os
 
@@ -7,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from experiments.configs import variants
 from gan_jax import metric_writer
 from gan_jax.train import gan_loop
 
@@ -16,10 +16,7 @@ TIMING_KEYS = {"images_per_sec"}
 
 
 def smoke_config(name, **overrides):
-  config = importlib.import_module(f"experiments.configs.{name}").get_config("smoke")
-  for key, value in overrides.items():
-    config[key] = value
-  return config
+  return variants.load(name, "smoke", **overrides)
 
 
 def run(config, workdir, idx_dir):
@@ -130,11 +127,10 @@ def test_train_classes_keeps_only_those_classes_of_the_imbalanced_set(idx_dir):
 
 
 def test_class_balanced_repeats_the_rare_classes_of_the_imbalanced_set(idx_dir):
-  config = smoke_config("cgan_mnist", imbalance="deepsmote_100", class_balanced=True)
-  images, labels = gan_loop.load_train_arrays(config, str(idx_dir))
-  assert np.bincount(labels, minlength=10).tolist() == [4000] * 10
   plain_images, plain_labels = gan_loop.load_train_arrays(smoke_config("cgan_mnist", imbalance="deepsmote_100"),
                                                           str(idx_dir))
+  images, labels = gan_loop.class_balanced(plain_images, plain_labels, seed=0)
+  assert np.bincount(labels, minlength=10).tolist() == [4000] * 10
   # Only real images of the class, repeated: class 9's 40 images, each 100 times.
   nines = images[labels == 9].reshape(4000, -1)
   assert len(np.unique(nines, axis=0)) == len(np.unique(plain_images[plain_labels == 9].reshape(40, -1), axis=0))
@@ -143,7 +139,7 @@ def test_class_balanced_repeats_the_rare_classes_of_the_imbalanced_set(idx_dir):
 def test_load_generator_samples_the_trained_generator(tmp_path, idx_dir):
   config = smoke_config("cgan_mnist")
   run(config, tmp_path, idx_dir)
-  sample = gan_loop.load_generator(config, str(tmp_path))
+  sample = gan_loop.load_generator(config, str(tmp_path), image_shape=(28, 28, 1), num_classes=10)
   import jax  # pylint: disable=g-import-not-at-top
   key = jax.random.PRNGKey(3)
   labels = np.array([0, 1, 2, 3, 4, 5, 6], np.int32)
@@ -152,7 +148,7 @@ def test_load_generator_samples_the_trained_generator(tmp_path, idx_dir):
   np.testing.assert_array_equal(images, sample(key, labels, batch_size=4))
   assert not np.array_equal(images, sample(jax.random.PRNGKey(4), labels, batch_size=4))
   with pytest.raises(FileNotFoundError):
-    gan_loop.load_generator(config, str(tmp_path / "empty"))
+    gan_loop.load_generator(config, str(tmp_path / "empty"), image_shape=(28, 28, 1), num_classes=10)
 
 
 def test_load_generator_samples_the_ema_weights_when_the_run_keeps_them(tmp_path, idx_dir):
@@ -164,7 +160,7 @@ def test_load_generator_samples_the_ema_weights_when_the_run_keeps_them(tmp_path
     config = smoke_config("cgan_mnist", g_ema_decay=decay)
     workdir = tmp_path / f"ema{decay}"
     run(config, workdir, idx_dir)
-    drawn[decay] = gan_loop.load_generator(config, str(workdir))(key, labels)
+    drawn[decay] = gan_loop.load_generator(config, str(workdir), image_shape=(28, 28, 1), num_classes=10)(key, labels)
     with open(workdir / "metrics.jsonl") as f:
       # Wall-clock throughput legitimately differs between runs.
       drawn[decay, "metrics"] = [{k: v for k, v in json.loads(line).items() if k != "images_per_sec"} for line in f]

@@ -1,0 +1,457 @@
+"""Speed of one full train step (D and G updates, optimizer included), JAX only.
+
+Everything here runs on synthetic data already on the device and measures ONE
+device, `jax.devices()[0]` (on a CPU host: all cores, through XLA's intra-op
+thread pool). Importing this module imports neither TensorFlow nor PyTorch, so
+it runs on accelerator machines that have only JAX; the optional PyTorch
+reference (`benchmarks.torch_reference`) is handed in by the caller as a function.
+
+Figures (see `run`): compile time, per-step time (median, min, max), images per
+second (`IMAGES_PER_SEC_DEFINITION`), FLOPs per step from XLA's cost analysis
+(`step_flops`), achieved FLOP/s against a matmul peak measured in the same run and
+dtype, XLA's memory figures, and the images per second of the host input pipeline.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from gan_jax.data import sources
+from gan_jax import models
+from gan_jax import parallel
+from gan_jax.data import device_dataset
+from gan_jax.kernels import upsample
+from gan_jax.train import classifier_step
+from gan_jax.train import gan_step
+
+# Benchmark model -> (GAN family or 'classifier', data set). A GAN trains with its family's recipe
+# (gan_jax.models.FAMILIES) at the train_gan configs' defaults: width 64, concat conditioning.
+MODELS = {"mlp_gan_mnist": ("mlp_gan", "mnist"), "dcgan_mnist": ("dcgan", "mnist"),
+          "dcgan_cifar10": ("dcgan", "cifar10"), "cgan_mnist": ("cgan", "mnist"), "acgan_mnist": ("acgan", "mnist"),
+          "wgan_gp_mnist": ("wgan_gp", "mnist"), "classifier": ("classifier", "mnist")}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+IMAGES_PER_SEC_DEFINITION = ("real images consumed per second = batch_size * d_steps * steps_per_call / median call "
+                             "time (d_steps = 1 for the classifier)")
+# The classifier's optimiser: the usual Adam defaults (the imbalance benchmark's classifier).
+_CLASSIFIER_CONFIG = dict(model="classifier", dataset="mnist", d_steps=1, lr=1e-3, b1=0.9, b2=0.999)
+_GAN_DEFAULTS = dict(width=64, z_dim=0, conditioning="concat", upsample_impl="auto", spectral_norm=False,
+                     aux_weight=1.0)
+_VERSIONED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "torch")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What to measure. Zero / empty fields keep the model config's value or a default."""
+  model: str
+  batch_size: int = 128
+  steps: int = 50
+  warmup: int = 5
+  dtype: str = "float32"
+  upsample_impl: str = ""
+  width: int = 0
+  steps_per_call: int = 1
+  reuse_fakes: bool = False
+  donate: bool = True
+  threads: int = 0
+  peak_size: int = 0
+  data_examples: int = 60_000
+  data_batches: int = 50
+  seed: int = 0
+  # XLA compiler options of the step, e.g. {"xla_backend_optimization_level": 1} to
+  # compile faster in tests (the timings are then not representative).
+  compiler_options: dict | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """A pure single train step and how to feed it.
+
+  Attributes:
+    step_fn: `step(state, batch) -> (state, metrics)`.
+    init_fn: `init(key) -> state`.
+    batch_lead: leading batch shape of one step ([d_steps, B] for GANs, [B] for the classifier).
+    spec: JSON-able description of the model and step (what the PyTorch reference mirrors).
+  """
+  step_fn: Callable
+  init_fn: Callable
+  batch_lead: tuple[int, ...]
+  spec: dict
+
+
+def validate_options(opts: Options) -> None:
+  """Raises ValueError naming the bad value and the allowed ones."""
+  choices = {"model": (opts.model, MODELS), "dtype": (opts.dtype, tuple(DTYPES)),
+             "upsample_impl": (opts.upsample_impl, ("",) + upsample.UPSAMPLE_IMPLS)}
+  for name, (value, allowed) in choices.items():
+    if value not in allowed:
+      raise ValueError(f"Unknown {name} '{value}'; choose one of: {', '.join(a for a in allowed if a)}")
+  for name in ("batch_size", "steps", "steps_per_call", "data_examples", "data_batches"):
+    if getattr(opts, name) < 1:
+      raise ValueError(f"{name} must be a positive integer, got {getattr(opts, name)}")
+  for name in ("warmup", "width", "threads", "peak_size"):
+    if getattr(opts, name) < 0:
+      raise ValueError(f"{name} must be >= 0, got {getattr(opts, name)}")
+  if opts.reuse_fakes and opts.model == "classifier":
+    raise ValueError("reuse_fakes applies to the GAN models; the classifier has no generator")
+
+
+def load_config(model: str) -> ml_collections.ConfigDict:
+  """The training settings of a benchmark model: its family's recipe, so d_steps, betas etc. match training."""
+  family, dataset = MODELS[model]
+  if family == "classifier":
+    return ml_collections.ConfigDict(_CLASSIFIER_CONFIG)
+  recipe = models.get_family(family).recipe
+  return ml_collections.ConfigDict({"model": family, "dataset": dataset, **_GAN_DEFAULTS,
+                                    **dataclasses.asdict(recipe)})
+
+
+def scan_steps(step_fn: Callable, steps_per_call: int) -> Callable:
+  """`step(state, batch)` over `steps_per_call` stacked batches in one call (a `lax.scan`).
+
+  On a fast accelerator a small GAN step can be shorter than the host's dispatch
+  overhead; one call of several steps amortises it (the step folds `state.step`
+  into its key, so the randomness equals that of single calls). Metrics are the last step's.
+  """
+  if steps_per_call < 1:
+    raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
+
+  def multi_step(state, batches):
+    leading = {x.shape[0] for x in jax.tree.leaves(batches)}
+    if leading != {steps_per_call}:
+      raise ValueError(f"batch leading axes {sorted(leading)} must all equal steps_per_call={steps_per_call}")
+    state, stacked = jax.lax.scan(step_fn, state, batches)
+    return state, jax.tree.map(lambda m: m[-1], stacked)
+
+  return multi_step
+
+
+def _plan(module) -> dict:
+  """A Flax module's layer plan as plain JSON: its dataclass fields, tuples as lists."""
+  skip = ("parent", "name", "dtype")
+  to_json = lambda v: [to_json(x) for x in v] if isinstance(v, (tuple, list)) else v
+  fields = {f.name: to_json(getattr(module, f.name)) for f in dataclasses.fields(module) if f.name not in skip}
+  return {"kind": type(module).__name__, **fields}
+
+
+def _common_spec(opts: Options, config, info, family: str, d_steps: int) -> dict:
+  return {"model": opts.model, "family": family, "dataset": config.dataset, "image_shape": list(info.image_shape),
+          "num_classes": info.num_classes, "batch_size": opts.batch_size, "d_steps": d_steps,
+          "steps": opts.steps, "warmup": opts.warmup, "seed": opts.seed}
+
+
+def build_target(opts: Options) -> Target:
+  """The jit-able step, initialiser and description of `opts.model` at `opts`' settings."""
+  validate_options(opts)
+  config = load_config(opts.model)
+  info = sources.get_dataset_info(config.dataset)
+  shape = tuple(info.image_shape)
+  if opts.model == "classifier":
+    model = models.CNNClassifier(num_classes=info.num_classes)
+    tx = optax.adam(config.lr, b1=config.b1, b2=config.b2)
+    spec = {**_common_spec(opts, config, info, "classifier", 1), "classifier": _plan(model), "lr": config.lr,
+            "b1": config.b1, "b2": config.b2, "compute_dtype": "float32", "output_range": [0.0, 1.0]}
+    return Target(classifier_step.make_classifier_train_step(model, tx),
+                  lambda key: classifier_step.init_classifier_state(model, tx, key, shape),
+                  (opts.batch_size,), spec)
+  width = opts.width or config.width
+  impl = opts.upsample_impl or config.upsample_impl
+  gan = models.build_gan(config.model, image_shape=shape, num_classes=info.num_classes,
+                         z_dim=config.z_dim or None, width=width, conditioning=config.conditioning,
+                         upsample_impl=impl, spectral_norm=config.spectral_norm, dtype=DTYPES[opts.dtype])
+  cfg = gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
+                            aux_weight=config.aux_weight, reuse_fakes=opts.reuse_fakes)
+  g_tx = gan_step.make_optimizer(config.lr_g, config.b1, config.b2)
+  d_tx = gan_step.make_optimizer(config.lr_d, config.b1, config.b2)
+  # Only the convolutional families take a compute dtype (build_gan ignores it for the MLP).
+  applied = opts.dtype if gan.name != "mlp_gan" else "float32"
+  spec = {**_common_spec(opts, config, info, gan.name, cfg.d_steps), "width": width, "z_dim": gan.z_dim,
+          "upsample_impl": impl if gan.name != "mlp_gan" else "n/a", "loss": cfg.loss,
+          "gp_weight": cfg.gp_weight, "aux_weight": cfg.aux_weight, "reuse_fakes": cfg.reuse_fakes,
+          "lr_g": config.lr_g, "lr_d": config.lr_d,
+          "b1": config.b1, "b2": config.b2, "conditional": gan.conditional, "d_takes_labels": gan.d_takes_labels,
+          "aux_classifier": gan.aux_classifier, "output_range": list(gan.output_range), "compute_dtype": applied,
+          "generator": _plan(gan.generator), "discriminator": _plan(gan.discriminator)}
+  return Target(gan_step.make_train_step(gan, cfg, g_tx, d_tx),
+                lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, shape),
+                (cfg.d_steps, opts.batch_size), spec)
+
+
+def param_count(state) -> int:
+  """Trainable parameters of a GAN or classifier state (arrays or ShapeDtypeStructs)."""
+  trees = (state.g_params, state.d_params) if hasattr(state, "g_params") else (state.params,)
+  return int(sum(math.prod(x.shape) for x in jax.tree.leaves(trees)))
+
+
+def jax_param_count(opts: Options) -> int:
+  """Parameter count of `opts.model` without running or compiling anything."""
+  target = build_target(opts)
+  return param_count(jax.eval_shape(target.init_fn, jax.random.PRNGKey(0)))
+
+
+def synthetic_batch(spec: dict, lead: tuple[int, ...], seed: int = 0) -> dict[str, np.ndarray]:
+  """Random images in the model's output range and random labels, [*lead, H, W, C] and [*lead]."""
+  rng = np.random.default_rng(seed)
+  lo, hi = spec["output_range"]
+  images = rng.uniform(lo, hi, lead + tuple(spec["image_shape"])).astype(np.float32)
+  return {"image": images, "label": rng.integers(0, spec["num_classes"], lead).astype(np.int32)}
+
+
+def summarize(times: list[float]) -> dict[str, float]:
+  return {"median": statistics.median(times), "min": min(times), "max": max(times), "mean": statistics.fmean(times)}
+
+
+def timed_calls(call: Callable, state, batch, num_calls: int) -> tuple[Any, list[float]]:
+  """Runs `state, metrics = call(state, batch)` num_calls times; seconds of each, blocked to completion."""
+  times = []
+  for _ in range(num_calls):
+    start = time.perf_counter()
+    state, metrics = call(state, batch)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - start)
+  return state, times
+
+
+def cost_flops(compiled) -> float | None:
+  """FLOPs from `compiled.cost_analysis()` (a dict, a one-element list, or None), or None."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except  # backends may not implement it
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  flops = (cost or {}).get("flops")
+  return float(flops) if flops and flops > 0 else None
+
+
+def step_flops(step_fn: Callable, state, batch) -> float | None:
+  """FLOPs of one step: XLA's cost analysis of its HLO as lowered for the host CPU.
+
+  Why not the compiled module's count (also reported): XLA counts a while-loop body
+  once whatever its trip count (the steps of a multi-step call), and after
+  compilation for GPU, convolutions are cuDNN custom calls that it counts as 0 FLOPs. Lowered HLO is the same program on every
+  platform; lowering it for the CPU makes the analysis available everywhere (GPU
+  backends do not analyse unoptimised HLO). On CPU the counts agree within ~3%.
+  """
+  try:
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+  except RuntimeError:  # no CPU backend (JAX_PLATFORMS excludes it): analyse for the default one
+    sharding = None
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), (state, batch))
+  return cost_flops(jax.jit(step_fn).lower(*abstract))
+
+
+def peak_matmul(dtype: Any, size: int, device: jax.Device, reps: int = 5) -> dict[str, float]:
+  """FLOP/s of a size x size matmul in `dtype`, compiled and timed like the step (median of reps)."""
+  k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+  a = jax.device_put(jax.random.normal(k1, (size, size), dtype), device)
+  b = jax.device_put(jax.random.normal(k2, (size, size), dtype), device)
+  matmul = jax.jit(jnp.matmul).lower(a, b).compile()
+  matmul(a, b).block_until_ready()
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    matmul(a, b).block_until_ready()
+    times.append(time.perf_counter() - start)
+  median = statistics.median(times)
+  # The step's convolutions run at the same default precision (TF32 for float32 on NVIDIA GPUs).
+  precision = jax.config.jax_default_matmul_precision or "default"
+  return {"peak_flops_per_sec": 2.0 * size**3 / median, "peak_matmul_size": size, "peak_matmul_time_s": median,
+          "peak_matmul_precision": precision}
+
+
+def memory_figures(compiled, device: jax.Device) -> dict[str, int | None]:
+  """XLA's static buffer sizes of the compiled step, and the device allocator's peak (None on CPU)."""
+  figures: dict[str, int | None] = {}
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    stats = None
+  names = ("argument", "output", "alias", "temp", "generated_code")
+  for name in names:
+    value = getattr(stats, f"{name}_size_in_bytes", None) if stats is not None else None
+    figures[f"{name}_bytes"] = int(value) if value is not None else None
+  if stats is not None:
+    # Inputs + outputs + scratch live at once; donated (aliased) buffers are counted once.
+    figures["compiled_peak_bytes"] = (figures["argument_bytes"] + figures["output_bytes"] + figures["temp_bytes"]
+                                      - figures["alias_bytes"])
+  else:
+    figures["compiled_peak_bytes"] = None
+  try:
+    device_stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except
+    device_stats = None
+  figures["device_peak_bytes_in_use"] = (device_stats or {}).get("peak_bytes_in_use")
+  return figures
+
+
+def data_images_per_sec(spec: dict, num_examples: int, num_batches: int, device: jax.Device) -> float:
+  """Images per second of the training loop's input path alone (`DeviceDataset`), synthetic uint8 data.
+
+  Per step the loop computes the batch's row indices on the host, ships them and
+  gathers + scales the rows on the device; each timed batch is blocked on.
+  """
+  rng = np.random.default_rng(spec["seed"])
+  num_examples = max(num_examples, spec["batch_size"])
+  raw = rng.integers(0, 256, (num_examples,) + tuple(spec["image_shape"]), dtype=np.uint8)
+  labels = rng.integers(0, spec["num_classes"], num_examples).astype(np.int32)
+  mesh = parallel.make_mesh([device])
+  dataset = device_dataset.DeviceDataset(raw, labels, mesh, spec["output_range"])
+  d_steps, batch_size, seed = spec["d_steps"], spec["batch_size"], spec["seed"]
+  jax.block_until_ready(dataset.batches(range(d_steps), batch_size, seed))  # compile, warm caches
+  start = time.perf_counter()
+  for step in range(num_batches):
+    jax.block_until_ready(dataset.batches(range(step * d_steps, (step + 1) * d_steps), batch_size, seed))
+  return num_batches * batch_size * d_steps / (time.perf_counter() - start)
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str | None:
+  try:
+    return importlib.metadata.version(package)  # reads metadata: never imports torch
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def cpu_threads() -> int:
+  """CPUs this process may run on; XLA's CPU client sizes its intra-op thread pool from it."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def pin_threads(threads: int) -> int:
+  """Restricts the process to `threads` CPUs (0: leave as is); returns the CPUs it may use.
+
+  Call before JAX's backend starts, so XLA and the PyTorch reference use the same count.
+  """
+  if threads and hasattr(os, "sched_setaffinity") and threads < cpu_threads():
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+  return cpu_threads()
+
+
+def machine_info() -> dict[str, Any]:
+  device = jax.devices()[0]
+  return {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "cpu_threads_available": cpu_threads(),
+          "device_kind": device.device_kind, "platform": device.platform, "device_count": jax.device_count(),
+          "devices_measured": 1, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "python": platform.python_version(), "os": platform.platform(),
+          "versions": {p: _version(p) for p in _VERSIONED_PACKAGES}}
+
+
+def _measure_jax(opts: Options, target: Target) -> dict[str, Any]:
+  """Compiles and times the step on one device (the donated state is threaded through the calls)."""
+  k = opts.steps_per_call
+  device = jax.devices()[0]
+  mesh = parallel.make_mesh([device])
+  step_fn = target.step_fn if k == 1 else scan_steps(target.step_fn, k)
+  lead = target.batch_lead if k == 1 else (k,) + target.batch_lead
+  batch_axis = len(lead) - 1
+  jitted = parallel.data_parallel_jit(step_fn, mesh, batch_axis=batch_axis, donate_state=opts.donate)
+  init = jax.jit(target.init_fn, out_shardings=parallel.replicated(mesh)).lower(jax.random.PRNGKey(opts.seed))
+  state = init.compile(compiler_options=opts.compiler_options)(jax.random.PRNGKey(opts.seed))
+  batch = jax.device_put(synthetic_batch(target.spec, lead, opts.seed), parallel.batch_sharding(mesh, batch_axis))
+  start = time.perf_counter()
+  lowered = jitted.lower(state, batch)
+  lowered_at = time.perf_counter()
+  compiled = lowered.compile(compiler_options=opts.compiler_options)
+  compile_s = time.perf_counter() - start
+  state, _ = timed_calls(compiled, state, batch, opts.warmup)
+  state, call_times = timed_calls(compiled, state, batch, opts.steps)
+  call = summarize(call_times)
+  step = {name: value / k for name, value in call.items()}
+  images_per_call = math.prod(target.batch_lead) * k
+  one_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:] if k > 1 else x.shape, x.dtype), batch)
+  flops = step_flops(target.step_fn, state, one_batch)
+  figures = {
+      "compile_time_s": compile_s, "lower_time_s": lowered_at - start, "timed_steps": opts.steps,
+      "warmup_steps": opts.warmup, "step_time_median_s": step["median"], "step_time_min_s": step["min"],
+      "step_time_max_s": step["max"], "step_time_mean_s": step["mean"], "call_time_median_s": call["median"],
+      "images_per_step": math.prod(target.batch_lead), "images_per_sec": images_per_call / call["median"],
+      "flops_per_step": flops, "xla_flops_per_call_compiled": cost_flops(compiled),
+      "flops_source": "XLA cost analysis of the step's lowered HLO (see step_benchmark.step_flops)",
+      "achieved_flops_per_sec": flops / step["median"] if flops else None,
+      "memory": memory_figures(compiled, device), "param_count": param_count(state),
+  }
+  return figures
+
+
+def _torch_comparison(result: dict, reference: Callable[[dict], dict]) -> dict:
+  """Runs the reference on the same spec; adds FLOP/s (XLA's count) and JAX speed-ups."""
+  spec = {**result["spec"], "threads": result["threads"], "platform": result["machine"]["platform"]}
+  torch_result = reference(spec)
+  speedups = {}
+  for mode in ("eager", "compiled"):
+    figures = torch_result.get(mode) or {}
+    if figures.get("step_time_median_s"):
+      flops = result["flops_per_step"]
+      figures["achieved_flops_per_sec"] = flops / figures["step_time_median_s"] if flops else None
+      # > 1: JAX is faster. Per-step times, so --steps_per_call is accounted for.
+      speedups[mode] = figures["step_time_median_s"] / result["step_time_median_s"]
+    else:
+      speedups[mode] = None
+  torch_result["param_count_matches_jax"] = torch_result.get("param_count") == result["param_count"]
+  result["torch"] = torch_result
+  result["jax_speedup_vs_torch"] = speedups
+  return result
+
+
+def run(opts: Options, reference: Callable[[dict], dict] | None = None) -> dict[str, Any]:
+  """Measures `opts.model`; with `reference`, also its PyTorch mirror (see benchmarks/torch_reference.py).
+
+  Returns:
+    A JSON-able dict: settings, machine, JAX figures, memory, input pipeline and,
+    with a reference, 'torch' and 'jax_speedup_vs_torch' (torch step time / JAX step time).
+  """
+  target = build_target(opts)
+  figures = _measure_jax(opts, target)
+  spec = target.spec
+  device = jax.devices()[0]
+  peak_size = opts.peak_size or (2048 if device.platform == "cpu" else 8192)
+  peak = peak_matmul(DTYPES[spec["compute_dtype"]], peak_size, device)
+  achieved = figures["achieved_flops_per_sec"]
+  loading = data_images_per_sec(spec, opts.data_examples, opts.data_batches, device)
+  result = {
+      "model": opts.model, "options": dataclasses.asdict(opts), "spec": spec,
+      "batch_size": opts.batch_size, "d_steps": spec["d_steps"], "steps_per_call": opts.steps_per_call,
+      "reuse_fakes": opts.reuse_fakes, "dtype": spec["compute_dtype"],
+      "upsample_impl": spec.get("upsample_impl", "n/a"), "donate": opts.donate,
+      "threads": opts.threads or os.cpu_count(), "xla_cpu_threads": cpu_threads(),
+      "images_per_sec_definition": IMAGES_PER_SEC_DEFINITION, **figures, **peak,
+      "fraction_of_peak": achieved / peak["peak_flops_per_sec"] if achieved else None,
+      "data_images_per_sec": loading, "data_to_train_ratio": loading / figures["images_per_sec"],
+      "machine": machine_info(), "torch": None, "jax_speedup_vs_torch": None,
+  }
+  result["data_meets_10x_target"] = result["data_to_train_ratio"] >= 10.0
+  return _torch_comparison(result, reference) if reference is not None else result
+
+
+def _jsonable(value):
+  if isinstance(value, (np.generic,)):
+    return value.item()
+  raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(result: dict, path: str) -> None:
+  with open(path, "w") as f:
+    json.dump(result, f, indent=2, default=_jsonable)

@@ -1,1 +1,0 @@
-"""The imbalance benchmark: GAN oversampling against classic remedies (experiments.imbalance)."""

@@ -1,0 +1,1 @@
+"""One-class anomaly detection by reconstruction: AE, VAE and adversarially trained AE scorers."""

@@ -1,0 +1,1 @@
+"""The imbalance benchmark: generative oversampling against the remedies that need no generator."""

@@ -1,0 +1,196 @@
+"""The imbalance benchmark: data -> methods -> classifiers -> metrics, as one list of cached stages.
+
+The config is read here and nowhere below: the data are loaded once
+(`gan_jax.data.splits`) and every model (generators, filter, evaluator,
+classifiers) is handed its arrays. Stages (see `gan_jax.stages`) write their
+results where `layout.Layout` says; a rerun skips finished stages, a killed run
+resumes (generators from their last checkpoint), and SIGTERM stops between stages.
+Single-process: the classifiers' data sets are small enough for one host.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from gan_jax import evaluation
+from gan_jax import fs
+from gan_jax import parallel
+from gan_jax import preemption
+from gan_jax import stages
+from gan_jax import workdir as workdir_lib
+from gan_jax.data import splits
+from gan_jax.protocols.imbalance import generators as generators_lib
+from gan_jax.protocols.imbalance import layout as layout_lib
+from gan_jax.protocols.imbalance import methods as methods_lib
+from gan_jax.protocols.imbalance import quality as quality_lib
+from gan_jax.protocols.imbalance import report
+from gan_jax.protocols.imbalance import seeds
+from gan_jax.protocols.imbalance import validation
+from gan_jax.train import classifier_loop
+
+TEST_SETS = report.TEST_SETS
+
+
+class Study:
+  """One benchmark run: its data, shared programs and the stage functions that read and write its workdir."""
+
+  def __init__(self, config: ml_collections.ConfigDict, plan: validation.Plan, data: splits.Splits,
+               layout: layout_lib.Layout, mesh):
+    self.config, self.plan, self.data, self.layout = config, plan, data, layout
+    self.num_classes = data.num_classes
+    self.counts = data.train_counts()
+    self.add = methods_lib.synthetic_counts(self.counts, config.synthetic_ratio)
+    self.programs = classifier_loop.build_programs(config.classifier, self.num_classes, data.image_shape, mesh)
+    self.template = jax.device_get(self.programs.init(jax.random.PRNGKey(0)).params)
+    self.test_sets = {"balanced": data.test, "imbalanced": data.imbalanced_test}
+    self.generator_data = generators_lib.Data(*data.train, num_classes=self.num_classes, seed=int(config.seed),
+                                              num_devices=mesh.size)
+    self.use_filter = config.filter_confidence > 0 and any(m.generator for m in plan.methods)
+    self._generators: dict[str, generators_lib.ClassGenerator] = {}
+    self._quality: quality_lib.QualityEvaluator | None = None
+
+  # --- shared pieces -------------------------------------------------------------------------
+
+  def train(self, images, labels, seed, steps, name, class_weights=None):
+    cls = self.config.classifier
+    return classifier_loop.train_classifier(self.programs, images, labels, seed=seed, num_steps=steps,
+                                            batch_size=cls.batch_size, class_weights=class_weights,
+                                            log_every=cls.log_every, name=name)
+
+  def params(self, path: str):
+    return stages.load_payload(path, self.template)
+
+  def generator_classes(self, name: str) -> list[int]:
+    """The classes a generator is trained for: those that need images (per-class models), else all."""
+    if generators_lib.get(name).per_class:
+      return [c for c in range(self.num_classes) if self.add[c] > 0]
+    return list(range(self.num_classes))
+
+  def generator(self, name: str) -> generators_lib.ClassGenerator:
+    if name not in self._generators:
+      self._generators[name] = generators_lib.get(name).load(
+          self.config.generators[name], self.layout, self.generator_data, self.generator_classes(name))
+    return self._generators[name]
+
+  def quality(self) -> quality_lib.QualityEvaluator:
+    if self._quality is None:
+      self._quality = quality_lib.QualityEvaluator(
+          self.programs, self.params(self.layout.evaluator), self.data.test, num_classes=self.num_classes,
+          samples_per_class=self.config.cas_per_class, train=self.train, cas_steps=self.config.cas_steps,
+          cas_seed=seeds.cas(self.config.seed))
+    return self._quality
+
+  # --- stages --------------------------------------------------------------------------------
+
+  def stages(self) -> list[stages.Stage]:
+    """The whole plan, in order."""
+    config, layout, cls = self.config, self.layout, self.config.classifier
+    plan = [stages.Stage("evaluator", layout.evaluator, lambda: self.train(
+        *self.data.full_train, seeds.evaluator(config.seed), config.evaluator_steps, "evaluator"),
+                         config.evaluator_steps)]
+    if self.use_filter:
+      plan.append(stages.Stage("filter", layout.filter, lambda: self.train(
+          *self.data.train, seeds.filter_classifier(config.seed), cls.num_steps, "filter",
+          methods_lib.inverse_frequency_weights(self.data.train[1], self.num_classes)), cls.num_steps))
+    generative = [m for m in self.plan.methods if m.generator]
+    for method in generative:
+      name = method.generator
+      plan += generators_lib.get(name).stages(config.generators[name], layout, self.generator_data,
+                                              self.generator_classes(name))
+    for method in self.plan.methods:
+      if method.adds_images:
+        plan.append(stages.Stage(f"synthetic {method.name}", layout.synthetic_info(method.name),
+                                 lambda m=method: self.synthetic(m)))
+    for method in self.plan.methods:
+      for k in range(config.num_seeds):
+        plan.append(stages.Stage(f"classifier {method.name} seed {k}", layout.classifier(method.name, k),
+                                 lambda m=method, k=k: self.classifier(m, k), cls.num_steps))
+    plan.append(stages.Stage("quality real", layout.quality("real"), lambda: self.quality().real_floor(
+        *self.data.full_train, seeds.real_floor_rng(config.seed))))
+    for method in generative:
+      plan.append(stages.Stage(f"quality {method.name}", layout.quality(method.name),
+                               lambda m=method: self.generated_quality(m), config.cas_steps))
+    return plan
+
+  def synthetic(self, method: methods_lib.Method) -> dict:
+    """Draws the images a method adds (side file .npz); the payload records the counts and filter acceptance."""
+    config, info = self.config, {}
+    if method.data.kind == "resample":
+      images, labels = methods_lib.imblearn_synthetic(method.data.name, *self.data.train, self.add, config.seed,
+                                                      k_neighbors=config.smote_k)
+    else:
+      draw = seeds.keyed(self.generator(method.generator).generate, config.seed, seeds.SYNTHETIC_STREAM)
+      confidence = None
+      if self.use_filter:
+        filter_params = self.params(self.layout.filter)
+        confidence = lambda images, c: classifier_loop.predict(self.programs, filter_params, images)[0][:, c]
+      images, labels, info = methods_lib.sample_with_filter(draw, self.add, confidence, config.filter_confidence)
+    fs.save_npz(self.layout.synthetic(method.name), image=images, label=labels)
+    return {"method": method.name, "added_per_class": np.bincount(labels, minlength=self.num_classes).tolist(),
+            **info}
+
+  def classifier(self, method: methods_lib.Method, k: int) -> dict:
+    added = None
+    if method.adds_images:
+      arrays = fs.load_npz(self.layout.synthetic(method.name))
+      added = (arrays["image"], arrays["label"])
+    images, labels, weights = methods_lib.training_set(method, self.data.train, added, num_classes=self.num_classes,
+                                                       fill_remainder=self.config.fill_remainder,
+                                                       seed=self.config.seed)
+    seed = seeds.classifier(self.config.seed, k)
+    start = time.perf_counter()
+    params = self.train(images, labels, seed, self.config.classifier.num_steps, f"{method.name} seed {k}", weights)
+    record = {"method": method.name, "seed_index": k, "seed": seed, "train_examples": int(len(labels)),
+              "train_seconds": time.perf_counter() - start}
+    for test_set in TEST_SETS:
+      test_images, test_labels = self.test_sets[test_set]
+      probs, _ = classifier_loop.predict(self.programs, params, test_images)
+      record[test_set] = evaluation.classification_metrics(test_labels, probs.argmax(-1), self.num_classes)
+    return record
+
+  def generated_quality(self, method: methods_lib.Method) -> dict:
+    generator = self.generator(method.generator)
+    draw = seeds.keyed(generator.generate, self.config.seed, seeds.QUALITY_STREAM)
+    record, grid = self.quality().run(method.name, draw, generator.classes)
+    fs.save_npz(self.layout.quality_samples(method.name), **grid)
+    return record
+
+
+def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | None = None,
+                  overwrite: bool = False, provenance: dict | None = None) -> dict[str, Any]:
+  """Runs (or resumes) the whole benchmark and writes the report.
+
+  Args:
+    config: the benchmark config (data, methods, classifier, generator sections).
+    workdir: the run folder (see `layout`).
+    idx_dir: offline IDX folder (None: TFDS).
+    overwrite: discard an earlier run with a different config.
+    provenance: {'command', 'git_commit'} of the run, recorded in the report.
+
+  Returns:
+    results.json's content, or {'stopped': True} when a signal stopped the run.
+  """
+  if jax.process_count() > 1:
+    raise ValueError("the imbalance benchmark runs in one process; drop --distributed")
+  mesh = parallel.make_mesh()
+  plan = validation.validate(config, mesh.size)
+  workdir_lib.prepare(workdir, config, overwrite=overwrite, outputs=layout_lib.OUTPUTS,
+                      resumable_fields=validation.RESUMABLE_FIELDS, migrations=validation.MIGRATIONS)
+  data = splits.load_splits(config.dataset, imbalance_spec=plan.imbalance, seed=config.seed, idx_dir=idx_dir,
+                            test_examples=config.test_examples, test_profile=config.test_profile)
+  layout = layout_lib.Layout(workdir)
+  study = Study(config, plan, data, layout, mesh)
+  logging.info("Imbalanced %s train set: %s images per class; adding %s", config.dataset, study.counts.tolist(),
+               study.add.tolist())
+  with preemption.StopSignal() as stop:
+    if not stages.Runner(study.stages()).run(stop):
+      return {"stopped": True}
+  results = report.collect(config, plan.methods, study.counts, {t: a[1] for t, a in study.test_sets.items()},
+                           layout, provenance)
+  report.write(layout, results, plan.methods)
+  return results

@@ -1,0 +1,261 @@
+"""The imbalance benchmark's report: results.json, results.csv, results.md and the figures.
+
+`collect` builds results.json's content from the stage files of a finished run
+(so a report can be rebuilt from its workdir at any time); `write` turns it into
+the files. Every results.md starts with the command (and git commit) that made it.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import platform
+import sys
+from typing import Any, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from gan_jax import evaluation
+from gan_jax import fs
+from gan_jax import images as images_lib
+from gan_jax import workdir as workdir_lib
+from gan_jax.protocols.imbalance import layout as layout_lib
+from gan_jax.protocols.imbalance import methods as methods_lib
+from gan_jax.protocols.imbalance import quality
+
+SAMPLES_PER_ROW = quality.SAMPLES_PER_ROW
+TEST_SETS = ("balanced", "imbalanced")
+TEST_SET_TITLES = {"balanced": "balanced test set (the full test split)",
+                   "imbalanced": "imbalanced test subset (DeepSMOTE's test counts)"}
+METRIC_TITLES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1",
+                 "g_mean": "G-mean"}
+
+
+def versions() -> dict[str, str]:
+  """Library versions and the machine the numbers come from."""
+  import flax  # pylint: disable=g-import-not-at-top
+  import imblearn  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  import sklearn  # pylint: disable=g-import-not-at-top
+  device = jax.devices()[0]
+  return {"python": sys.version.split()[0], "jax": jax.__version__, "flax": flax.__version__,
+          "optax": optax.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__,
+          "imbalanced-learn": imblearn.__version__, "platform": platform.platform(),
+          "processor": platform.processor() or platform.machine(), "cpu_count": str(os.cpu_count()),
+          "device": f"{jax.device_count()} x {device.platform} {getattr(device, 'device_kind', '')}".strip()}
+
+
+def summarize_method(runs: Sequence[dict], baseline_runs: Sequence[dict] | None, test_sets: Sequence[str]) -> dict:
+  """Mean/std over seeds of every metric, per test set, and paired differences against the baseline."""
+  out = {}
+  for test_set in test_sets:
+    per_seed = [run[test_set] for run in runs]
+    summary = {metric: {**evaluation.mean_std([r[metric] for r in per_seed]),
+                        "values": [r[metric] for r in per_seed]} for metric in evaluation.METRICS}
+    recalls = np.asarray([r["per_class_recall"] for r in per_seed])
+    summary["per_class_recall"] = {"mean": recalls.mean(0).tolist(),
+                                   "std": (recalls.std(0, ddof=1) if len(recalls) > 1 else 0 * recalls[0]).tolist()}
+    summary["confusion_mean"] = np.mean([r["confusion"] for r in per_seed], axis=0).tolist()
+    if baseline_runs is not None:
+      summary["paired_vs_none"] = {
+          metric: evaluation.paired_difference([r[metric] for r in per_seed],
+                                               [b[test_set][metric] for b in baseline_runs])
+          for metric in evaluation.METRICS}
+    out[test_set] = summary
+  return out
+
+
+def verdict(method_entries: dict, groups: dict[str, str], test_set: str,
+            metric: str = "balanced_accuracy") -> dict | None:
+  """The benchmark's question for one test set: does the best generative method beat the best classic remedy?
+
+  'Best' is the highest mean `metric` within each group of the method registry. The
+  answer is yes only when the paired 95% interval of (best generative - best classic)
+  lies above zero.
+
+  Returns:
+    {'metric', 'best_classic', 'best_generative', 'paired', 'generative_wins'}, or None when
+    the run lacks one of the groups.
+  """
+  def best(group):
+    present = [m for m in method_entries if groups.get(m) == group]
+    return max(present, key=lambda m: method_entries[m][test_set][metric]["mean"]) if present else None
+
+  classic, generative = best("classic"), best("generative")
+  if classic is None or generative is None:
+    return None
+  paired = evaluation.paired_difference(method_entries[generative][test_set][metric]["values"],
+                                        method_entries[classic][test_set][metric]["values"])
+  return {"metric": metric, "best_classic": classic, "best_generative": generative, "paired": paired,
+          "generative_wins": bool(paired["ci_low"] > 0)}
+
+
+def collect(config: ml_collections.ConfigDict, methods: Sequence[methods_lib.Method], counts: np.ndarray,
+            test_labels: dict[str, np.ndarray], layout: layout_lib.Layout, provenance: dict | None = None
+            ) -> dict[str, Any]:
+  """results.json's content, built from the stage files of a finished run."""
+  runs = {m.name: [fs.read_json(layout.classifier(m.name, k)) for k in range(config.num_seeds)] for m in methods}
+  baseline = runs.get("none")
+  num_classes = len(counts)
+  results = {
+      "config": workdir_lib.config_to_dict(config), "versions": versions(), "provenance": provenance or {},
+      "dataset": config.dataset, "profile": config.profile, "num_seeds": config.num_seeds,
+      "train_counts": counts.tolist(),
+      "test_counts": {t: np.bincount(labels, minlength=num_classes).tolist() for t, labels in test_labels.items()},
+      "methods": {}, "quality": {"real_train": fs.read_json(layout.quality("real"))},
+  }
+  for m in methods:
+    entry = summarize_method(runs[m.name], baseline if m.name != "none" else None, TEST_SETS)
+    entry["train_examples"] = runs[m.name][0]["train_examples"]
+    entry["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in runs[m.name]]))
+    if m.adds_images:
+      entry["synthetic"] = fs.read_json(layout.synthetic_info(m.name))
+    results["methods"][m.name] = entry
+  for m in methods:
+    if m.generator:
+      results["quality"][m.name] = fs.read_json(layout.quality(m.name))
+  groups = {m.name: m.group for m in methods}
+  results["verdict"] = {t: verdict(results["methods"], groups, t) for t in TEST_SETS}
+  return results
+
+
+def write(layout: layout_lib.Layout, results: dict, methods: Sequence[methods_lib.Method]) -> None:
+  """results.json, results.csv, results.md and the figures, each written atomically."""
+  fs.write_json(layout.results_json, results)
+  fs.write_text(layout.results_csv, csv_text(results))
+  fs.write_text(layout.results_md, markdown(results))
+  write_figures(layout, results, methods)
+
+
+def csv_text(results: dict) -> str:
+  """One row per (method, test set, metric): mean, std, n and the paired difference to `none`."""
+  buffer = io.StringIO()
+  writer = csv.writer(buffer)
+  writer.writerow(["method", "test_set", "metric", "mean", "std", "n", "diff_vs_none", "ci95_low", "ci95_high"])
+  for method, entry in results["methods"].items():
+    for test_set in TEST_SET_TITLES:
+      for metric in evaluation.METRICS:
+        s = entry[test_set][metric]
+        p = entry[test_set].get("paired_vs_none", {}).get(metric)
+        writer.writerow([method, test_set, metric, f"{s['mean']:.4f}", f"{s['std']:.4f}", s["n"]] +
+                        ([f"{p['mean_diff']:.4f}", f"{p['ci_low']:.4f}", f"{p['ci_high']:.4f}"] if p else
+                         ["", "", ""]))
+  return buffer.getvalue()
+
+
+def _pm(s: dict) -> str:
+  return f"{s['mean']:.2f} ± {s['std']:.2f}"
+
+
+def provenance_lines(provenance: dict) -> list[str]:
+  """The command (and git commit) that produced a result file, as its first lines."""
+  if not provenance.get("command"):
+    return []
+  lines = ["Produced by:", "", "```bash", provenance["command"], "```", ""]
+  if provenance.get("git_commit"):
+    lines[1:1] = [f"git commit {provenance['git_commit']}"]
+  return lines
+
+
+def markdown(results: dict) -> str:
+  """results.md: the command, one metrics table per test set, the paired differences and the generator quality."""
+  n = results["num_seeds"]
+  lines = [f"# Imbalance benchmark: {results['dataset']}, profile {results['profile']}", ""]
+  lines += provenance_lines(results.get("provenance", {}))
+  lines += [f"Train images per class: {results['train_counts']}. Mean ± std over n = {n} classifier seeds, in %.", ""]
+  for test_set, title in TEST_SET_TITLES.items():
+    lines += [f"## {title}: {results['test_counts'][test_set]} images per class", "",
+              "| method | " + " | ".join(METRIC_TITLES.values()) + " |",
+              "|---|" + "---|" * len(METRIC_TITLES)]
+    for method, entry in results["methods"].items():
+      lines.append(f"| {method} | " + " | ".join(_pm(entry[test_set][m]) for m in METRIC_TITLES) + " |")
+    lines.append("")
+    paired = [(m, e[test_set]["paired_vs_none"]["balanced_accuracy"]) for m, e in results["methods"].items()
+              if "paired_vs_none" in e[test_set]]
+    if paired:
+      lines += ["Balanced accuracy minus `none`, paired by seed (95% t-interval):", "",
+                "| method | difference | 95% CI |", "|---|---|---|"]
+      lines += [f"| {m} | {p['mean_diff']:+.2f} | [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] |" for m, p in paired]
+      lines.append("")
+    answer = results.get("verdict", {}).get(test_set)
+    if answer:
+      p = answer["paired"]
+      lines += [f"**Best generative method (`{answer['best_generative']}`) minus best classic remedy "
+                f"(`{answer['best_classic']}`), balanced accuracy, paired: {p['mean_diff']:+.2f} "
+                f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}]: "
+                f"{'the generative method wins' if answer['generative_wins'] else 'the generative method does not win'}"
+                f" (it wins only if the whole interval is above zero).**", ""]
+  quality_records = results["quality"]
+  if len(quality_records) > 1:
+    lines += ["## Generated images", "",
+              "Frechet distance in the 128-d hidden features of an evaluator CNN trained on the full balanced "
+              "train split (not Inception FID; lower is better; `real_train` is real train vs real test images, the "
+              f"floor at {quality_records['real_train']['samples_per_class']} samples per class). Evaluator "
+              "accuracy: share of samples the evaluator assigns to their intended class. CAS: balanced accuracy on "
+              "the real test set of a classifier trained on generated images only.", "",
+              "| source | mean FD | FD per class | evaluator acc. (%) | CAS (%) |", "|---|---|---|---|---|"]
+    for name, q in quality_records.items():
+      fd = [f for f in q["frechet_distance"] if f is not None]
+      per_class = " / ".join("-" if f is None else f"{f:.1f}" for f in q["frechet_distance"])
+      acc = [a for a in q.get("evaluator_accuracy", []) if a is not None]
+      cas = q.get("cas")
+      acc_text = f"{np.mean(acc):.1f}" if acc else "-"
+      cas_text = f"{cas['balanced_accuracy']:.2f}" if cas else "-"
+      lines.append(f"| {name} | {np.mean(fd):.2f} | {per_class} | {acc_text} | {cas_text} |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def write_figures(layout: layout_lib.Layout, results: dict, methods: Sequence[methods_lib.Method]) -> None:
+  """confusion_<method>.png, per_class_recall.png and samples_<method>.png."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  names = [m.name for m in methods]
+  for m in names:
+    confusion = np.asarray(results["methods"][m]["balanced"]["confusion_mean"])
+    normalised = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(normalised):
+      if v >= 0.005:
+        ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=6,
+                color="white" if v > 0.5 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=f"{m}: recall % (balanced test, mean of seeds)",
+           xticks=range(len(confusion)), yticks=range(len(confusion)))
+    fig.colorbar(image, ax=ax)
+    fs.save_figure(fig, layout.figure(f"confusion_{m}.png"), dpi=120)
+
+  fig, ax = plt.subplots(figsize=(max(8, len(names) * 1.6), 4))
+  classes = np.arange(len(results["train_counts"]))
+  width = 0.8 / len(names)
+  for i, m in enumerate(names):
+    recall = results["methods"][m]["balanced"]["per_class_recall"]
+    ax.bar(classes + i * width - 0.4 + width / 2, recall["mean"], width, yerr=recall["std"], label=m)
+  ax.set(xlabel="class (train images)", ylabel="recall % (balanced test)", xticks=classes,
+         xticklabels=[f"{c}\n({n})" for c, n in zip(classes, results["train_counts"])])
+  ax.set_ylim(max(0, min(min(results["methods"][m]["balanced"]["per_class_recall"]["mean"]) for m in names) - 5), 100)
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the bars fill the axes
+  ax.grid(axis="y", alpha=0.3)
+  fs.save_figure(fig, layout.figure("per_class_recall.png"), dpi=120)
+
+  for m in methods:
+    samples = layout.quality_samples(m.name) if m.generator else layout.synthetic(m.name)
+    if m.adds_images and fs.exists(samples):
+      arrays = fs.load_npz(samples)
+      write_samples(layout.figure(f"samples_{m.name}.png"), arrays["image"], arrays["label"])
+
+
+def write_samples(path: str, images: np.ndarray, labels: np.ndarray) -> None:
+  """One row per class present: up to SAMPLES_PER_ROW images, blank cells where a class has fewer."""
+  rows = []
+  for c in np.unique(labels):
+    picked = images[labels == c][:SAMPLES_PER_ROW]
+    pad = np.full((SAMPLES_PER_ROW - len(picked),) + images.shape[1:], 255, np.uint8)
+    rows.append(np.concatenate([picked, pad]))
+  if rows:
+    grid = np.concatenate(rows).astype(np.float32) / 255.0
+    images_lib.save_grid(path, grid, len(rows), SAMPLES_PER_ROW)

@@ -1,0 +1,74 @@
+"""Checks the whole imbalance config before the first stage: top level, classifier, every generator section.
+
+The top level owns the data (data set, profiles, seed); generator sections hold
+model and training fields only, so there is no nested field the top level
+silently overrides.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from gan_jax import checks
+from gan_jax import workdir
+from gan_jax.data import imbalance
+from gan_jax.data import sources
+from gan_jax.protocols.imbalance import generators
+from gan_jax.protocols.imbalance import methods as methods_lib
+from gan_jax.train import gan_loop
+from gan_jax.train import vae_loop
+
+# Fields a rerun may change without invalidating finished stages: they only select what runs.
+RESUMABLE_FIELDS = ("methods", "num_seeds")
+# Run folders of earlier versions: fields added since (at their old behaviour) and the data
+# fields generator sections used to copy from the top level.
+MIGRATIONS = workdir.Migrations(added={"fill_remainder": "none"}) | gan_loop.MIGRATIONS | vae_loop.MIGRATIONS
+POSITIVE_FIELDS = ("num_seeds", "cas_per_class", "smote_k", "evaluator_steps", "cas_steps")
+CLASSIFIER_POSITIVE = ("num_steps", "batch_size", "hidden")
+# Stands in for the class counts of a split not yet loaded: profile names and lengths are checked
+# before any data is read; whether a split has enough images is checked once it is.
+_UNBOUNDED = 10**9
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What a valid config asks for."""
+  info: sources.DatasetInfo
+  methods: tuple[methods_lib.Method, ...]
+  imbalance: imbalance.ImbalanceSpec
+
+
+def imbalance_spec(config: ml_collections.ConfigDict) -> imbalance.ImbalanceSpec:
+  return imbalance.ImbalanceSpec.from_fields(config.profile, config.imbalance_rho, config.imbalance_n_max,
+                                             config.imbalance_minority_classes, config.imbalance_fraction)
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> Plan:
+  """Raises ValueError naming the first bad field (and what is allowed); returns the plan."""
+  info = sources.get_dataset_info(config.dataset)
+  methods = tuple(methods_lib.get_method(m) for m in methods_lib.parse_methods(config.methods))
+  spec = imbalance_spec(config)
+  spec.counts([_UNBOUNDED] * info.num_classes)
+  imbalance.profile_counts(config.test_profile, [_UNBOUNDED] * info.num_classes)
+  checks.all_positive(config, POSITIVE_FIELDS)
+  checks.non_negative(config.test_examples, "test_examples")
+  checks.in_range(config.filter_confidence, "filter_confidence", 0.0, 1.0, high_open=True)
+  checks.in_range(config.synthetic_ratio, "synthetic_ratio", 0.0, 10.0)
+  checks.one_of(config.fill_remainder, methods_lib.FILL_REMAINDER, "fill_remainder")
+  classifier = config.classifier
+  checks.all_positive(classifier, CLASSIFIER_POSITIVE, "classifier.")
+  for i, width in enumerate(checks.parse_int_list(classifier.conv_widths, "classifier.conv_widths")):
+    checks.positive(width, f"classifier.conv_widths[{i}]")
+  checks.positive_number(classifier.learning_rate, "classifier.learning_rate")
+  checks.in_range(classifier.dropout_rate, "classifier.dropout_rate", 0.0, 1.0, high_open=True)
+  checks.non_negative(classifier.log_every, "classifier.log_every")
+  if classifier.batch_size % num_devices:
+    raise ValueError(f"config.classifier.batch_size={classifier.batch_size} is not divisible by the number of "
+                     f"devices ({num_devices})")
+  for name, section in config.generators.items():
+    generators.get(name).validate(section, info.image_shape, info.num_classes, num_devices, f"generators.{name}.")
+  for method in methods:
+    if method.generator and method.generator not in config.generators:
+      raise ValueError(f"method '{method.name}' needs config.generators.{method.generator}")
+  return Plan(info, methods, spec)

@@ -1,0 +1,243 @@
+"""The benchmark library, the PyTorch reference, multi-step calls and the entrypoint (tiny settings)."""
+import functools
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.extend.core  # noqa: F401  # jaxprs_in_params, ClosedJaxpr
+import numpy as np
+import pytest
+
+from experiments import common
+from benchmarks import step_benchmark as benchmark
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# LLVM optimisation level 1 compiles ~30% faster than the default and still runs
+# close to full speed (level 0 runs ~20x slower); these tests check sanity, not speed.
+FAST_COMPILE = {"xla_backend_optimization_level": 1}
+TINY = dict(batch_size=16, steps=2, warmup=1, width=8, peak_size=128, data_examples=256, data_batches=3,
+            compiler_options=FAST_COMPILE)
+WITH_TORCH = ("dcgan_mnist", "wgan_gp_mnist")
+REQUIRED_KEYS = {
+    "model", "batch_size", "d_steps", "steps_per_call", "dtype", "threads", "xla_cpu_threads", "compile_time_s",
+    "step_time_median_s", "step_time_min_s", "step_time_max_s", "images_per_sec", "images_per_sec_definition",
+    "flops_per_step", "xla_flops_per_call_compiled", "achieved_flops_per_sec", "peak_flops_per_sec", "fraction_of_peak",
+    "memory", "param_count", "data_images_per_sec", "data_to_train_ratio", "machine", "spec"}
+MACHINE_KEYS = {"cpu_model", "cpu_count", "device_kind", "platform", "python", "versions"}
+
+
+def positive_finite(x):
+  return x is not None and math.isfinite(x) and x > 0
+
+
+def torch_reference():
+  return pytest.importorskip("benchmarks.torch_reference")
+
+
+def check_result(result, with_torch):
+  """The figures every benchmark result must have, positive and consistent."""
+  assert REQUIRED_KEYS <= set(result)
+  for key in ("compile_time_s", "step_time_median_s", "step_time_min_s", "step_time_max_s", "images_per_sec",
+              "flops_per_step", "achieved_flops_per_sec", "peak_flops_per_sec", "data_images_per_sec"):
+    assert positive_finite(result[key]), (key, result[key])
+  assert result["step_time_min_s"] <= result["step_time_median_s"] <= result["step_time_max_s"]
+  expected = result["batch_size"] * result["d_steps"] / result["step_time_median_s"]
+  assert result["images_per_sec"] == pytest.approx(expected, rel=1e-9)
+  assert result["d_steps"] == (5 if result["model"] == "wgan_gp_mnist" else 1)
+  # The step has no loops, so the pre-optimisation count matches XLA's compiled CPU count.
+  assert result["flops_per_step"] == pytest.approx(result["xla_flops_per_call_compiled"], rel=0.05)
+  assert result["memory"]["compiled_peak_bytes"] > 0
+  assert MACHINE_KEYS <= set(result["machine"]) and result["machine"]["devices_measured"] == 1
+  json.dumps(result)  # JSON-able as is
+  if with_torch:
+    torch_result = result["torch"]
+    assert torch_result["param_count"] == result["param_count"]
+    assert positive_finite(torch_result["eager"]["step_time_median_s"])
+    assert torch_result["compiled"] == {"available": False, "reason": "not requested"}
+    assert positive_finite(result["jax_speedup_vs_torch"]["eager"])
+    assert torch_result["threads"] == result["threads"]
+
+
+# dcgan_mnist runs through the entrypoint below (test_entrypoint_writes_json_with_machine_description).
+@pytest.mark.parametrize("model", [m for m in benchmark.MODELS if m != "dcgan_mnist"])
+def test_every_model_reports_sane_figures(model):
+  reference = None
+  if model in WITH_TORCH:
+    reference = functools.partial(torch_reference().run_reference, compile_step=False)
+  check_result(benchmark.run(benchmark.Options(model=model, **TINY), reference), reference is not None)
+
+
+@pytest.mark.parametrize("model", benchmark.MODELS)
+def test_jax_and_torch_models_have_equal_parameter_counts(model):
+  opts = benchmark.Options(model=model, width=8)
+  assert benchmark.jax_param_count(opts) == torch_reference().param_count(benchmark.build_target(opts).spec)
+
+
+def test_default_width_parameter_counts_match():
+  # The full-size plans too (w=64): e.g. DCGAN28 G has 7*7*256 stem units and 5x5 transposed convs.
+  opts = benchmark.Options(model="acgan_mnist")
+  assert benchmark.jax_param_count(opts) == torch_reference().param_count(benchmark.build_target(opts).spec)
+
+
+def test_torch_compile_failure_is_reported_not_raised(monkeypatch):
+  tr = torch_reference()
+
+  def broken_compile(module):
+    raise RuntimeError("no C++ compiler\nfound")
+
+  monkeypatch.setattr(tr.torch, "compile", broken_compile)
+  spec = {**benchmark.build_target(benchmark.Options(model="mlp_gan_mnist", **TINY)).spec, "threads": 1,
+          "platform": "cpu"}
+  result = tr.run_reference(spec, compile_step=True)
+  assert positive_finite(result["eager"]["images_per_sec"])
+  assert result["compiled"] == {"available": False, "reason": "RuntimeError: no C++ compiler found"}
+
+
+def _compile(fn, *args):
+  return jax.jit(fn).lower(*args).compile(compiler_options=FAST_COMPILE)
+
+
+def _setup(model, abstract=False):
+  target = benchmark.build_target(benchmark.Options(model=model, **TINY))
+  key = jax.random.PRNGKey(0)
+  state = jax.eval_shape(target.init_fn, key) if abstract else _compile(target.init_fn, key)(key)
+  batches = [benchmark.synthetic_batch(target.spec, target.batch_lead, seed) for seed in (1, 2)]
+  return target, state, batches
+
+
+def test_steps_per_call_equals_consecutive_single_steps():
+  # The classifier compiles in a fraction of a GAN's time; its step has the same
+  # ingredients that must line up (a step counter folded into the dropout key, Adam).
+  target, state, batches = _setup("classifier")
+  single = _compile(target.step_fn, state, batches[0])
+  expected, _ = single(state, batches[0])
+  expected, expected_metrics = single(expected, batches[1])
+  stacked = stack(batches)
+  got, metrics = _compile(benchmark.scan_steps(target.step_fn, 2), state, stacked)(state, stacked)
+  chex.assert_trees_all_close(got, expected, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(metrics, expected_metrics, rtol=1e-5, atol=1e-6)
+  assert int(got.step) == 2
+
+
+def _primitives(closed_jaxpr):
+  names = set()
+  for eqn in closed_jaxpr.jaxpr.eqns:
+    names.add(eqn.primitive.name)
+    names |= {n for sub in jax.extend.core.jaxprs_in_params(eqn.params)
+              for n in _primitives(jax.extend.core.ClosedJaxpr(sub, ()))}
+  return names
+
+
+def test_gan_step_has_no_loops():
+  target, state, batches = _setup("wgan_gp_mnist", abstract=True)
+  batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batches[0])
+  # The step's d_steps updates are straight-line code: XLA:CPU ran the same updates 8x slower inside a scan.
+  assert not {"scan", "while"} & _primitives(jax.make_jaxpr(target.step_fn)(state, batch))
+
+
+def test_scan_steps_rejects_bad_arguments():
+  target, state, batches = _setup("mlp_gan_mnist", abstract=True)
+  with pytest.raises(ValueError, match="steps_per_call"):
+    benchmark.scan_steps(target.step_fn, 0)
+  with pytest.raises(ValueError, match="leading axes"):
+    jax.eval_shape(benchmark.scan_steps(target.step_fn, 3), state, stack(batches))
+
+
+@pytest.mark.parametrize("model", [m for m in benchmark.MODELS if m != "classifier"])
+def test_benchmark_models_train_as_their_train_gan_configs(model):
+  config = benchmark.load_config(model)
+  trained = importlib.import_module(f"experiments.configs.{model}").get_config()
+  assert {k: config[k] for k in config} == {k: trained[k] for k in config}
+
+
+def stack(batches):
+  return jax.tree.map(lambda *xs: np.stack(xs), *batches)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("model", "dcgan_svhn", "Unknown model 'dcgan_svhn'; choose one of: mlp_gan_mnist"),
+    ("dtype", "float16", "Unknown dtype 'float16'; choose one of: float32, bfloat16"),
+    ("upsample_impl", "nearest", "Unknown upsample_impl 'nearest'; choose one of: auto, transpose, subpixel"),
+    ("steps", 0, "steps must be a positive integer"),
+])
+def test_bad_options_raise_one_line_errors(field, value, match):
+  opts = benchmark.Options(**{"model": "dcgan_mnist", field: value})
+  with pytest.raises(ValueError, match=match):
+    benchmark.validate_options(opts)
+
+
+class _FakeCompiled:
+
+  def __init__(self, cost):
+    self._cost = cost
+
+  def cost_analysis(self):
+    return self._cost
+
+
+@pytest.mark.parametrize("cost, flops", [({"flops": 12.0}, 12.0), ([{"flops": 7.0}], 7.0), (None, None), ([], None),
+                                         ({"flops": -1.0}, None), ({}, None)])
+def test_cost_flops_handles_every_return_shape(cost, flops):
+  assert benchmark.cost_flops(_FakeCompiled(cost)) == flops
+
+
+def _run_python(*args, timeout=180):
+  # One CPU device and fast compilation (see FAST_COMPILE) for the child process.
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_backend_optimization_level=1"}
+  return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+                        env=env)
+
+
+def test_entrypoint_writes_json_with_machine_description(tmp_path):
+  out = tmp_path / "bench.json"
+  proc = _run_python("-m", "experiments.benchmark", "--model=dcgan_mnist", "--batch_size=16", "--steps=2",
+                     "--warmup=1", "--width=8", "--peak_size=128", "--data_batches=3", "--reference=torch",
+                     "--notorch_compile", f"--json={out}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "images/s" in proc.stdout and "torch eager" in proc.stdout
+  result = json.loads(out.read_text())
+  check_result(result, with_torch=True)
+  assert result["machine"]["device_count"] == 1
+  # The entrypoint adds the project's XLA:CPU default to the caller's flags and records both.
+  assert result["machine"]["xla_flags"] == common.xla_flags_with_cpu_defaults(
+      "--xla_backend_optimization_level=1", False, common.jaxlib_version())
+
+
+def test_entrypoint_rejects_unknown_model_in_one_line():
+  proc = _run_python("-m", "experiments.benchmark", "--model=biggan")
+  assert proc.returncode != 0
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert errors == ["error: Unknown model 'biggan'; choose one of: " + ", ".join(benchmark.MODELS)]
+
+
+def test_library_imports_without_tensorflow_or_torch():
+  # None in sys.modules makes any `import tensorflow` fail, as on a machine without it.
+  code = ("import sys; sys.modules['tensorflow'] = None; import benchmarks.step_benchmark, benchmarks.layer_benchmark; "
+          "import gan_jax.train.gan_loop, gan_jax.protocols.imbalance.pipeline, gan_jax.checkpoint; "
+          "assert 'torch' not in sys.modules, 'the benchmark imported torch'")
+  proc = _run_python("-c", code)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_input_pipeline_rate_is_positive():
+  spec = benchmark.build_target(benchmark.Options(model="wgan_gp_mnist", **TINY)).spec
+  rate = benchmark.data_images_per_sec(spec, num_examples=256, num_batches=2, device=jax.devices()[0])
+  assert positive_finite(rate)
+
+
+def test_reuse_fakes_runs_on_both_sides_and_costs_fewer_flops():
+  reference = functools.partial(torch_reference().run_reference, compile_step=False)
+  reused = benchmark.run(benchmark.Options(model="dcgan_mnist", reuse_fakes=True, **TINY), reference)
+  check_result(reused, with_torch=True)
+  assert reused["reuse_fakes"] and reused["spec"]["reuse_fakes"]
+  fresh_target = benchmark.build_target(benchmark.Options(model="dcgan_mnist", **TINY))
+  state = jax.eval_shape(fresh_target.init_fn, jax.random.PRNGKey(0))
+  batch = benchmark.synthetic_batch(fresh_target.spec, fresh_target.batch_lead)
+  assert reused["flops_per_step"] < benchmark.step_flops(fresh_target.step_fn, state, batch)
+  with pytest.raises(ValueError, match="reuse_fakes applies to the GAN models"):
+    benchmark.validate_options(benchmark.Options(model="classifier", reuse_fakes=True))

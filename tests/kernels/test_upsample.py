@@ -1,0 +1,63 @@
+"""The sub-pixel up-sampling layer computes exactly what flax.linen.ConvTranspose computes."""
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+
+from gan_jax.kernels import upsample
+
+
+@pytest.mark.parametrize("kernel_size, stride", [(5, 2), (4, 2), (3, 2), (2, 2), (1, 2), (6, 2), (3, 3), (5, 1)])
+@pytest.mark.parametrize("impl", ["subpixel", "transpose", "auto"])
+def test_upconv_equals_flax_conv_transpose(kernel_size, stride, impl):
+  key = jax.random.PRNGKey(kernel_size * 10 + stride)
+  x = jax.random.normal(key, (2, 7, 5, 3))
+  reference = nn.ConvTranspose(4, (kernel_size, kernel_size), strides=(stride, stride), padding="SAME")
+  variables = reference.init(key, x)
+  layer = upsample.UpConv(4, kernel_size, stride, impl=impl)
+  # Same parameter tree: a checkpoint of one loads into the other.
+  chex.assert_trees_all_equal_shapes(layer.init(key, x), variables)
+  expected = reference.apply(variables, x)
+  chex.assert_shape(expected, (2, 7 * stride, 5 * stride, 4))
+  chex.assert_trees_all_close(layer.apply(variables, x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_match_flax_conv_transpose():
+  key = jax.random.PRNGKey(0)
+  x = jax.random.normal(key, (3, 7, 7, 8))
+  reference = nn.ConvTranspose(5, (5, 5), strides=(2, 2), padding="SAME")
+  variables = reference.init(key, x)
+  target = jax.random.normal(jax.random.PRNGKey(1), (3, 14, 14, 5))
+  loss = lambda apply: lambda v, x: jnp.mean((apply(v, x) - target) ** 2)
+  grad = lambda apply: jax.grad(loss(apply), argnums=(0, 1))(variables, x)
+  chex.assert_trees_all_close(grad(upsample.UpConv(5, 5, 2, impl="subpixel").apply), grad(reference.apply),
+                              atol=1e-5, rtol=1e-4)
+
+
+def test_phase_taps_cover_every_kernel_tap_once():
+  for k, s in [(5, 2), (4, 2), (3, 3), (7, 2)]:
+    taps, lo, hi = upsample.phase_taps(k, s)
+    used = sorted(t for t in taps.ravel() if t >= 0)
+    assert used == list(range(k)), (k, s, taps)
+    assert taps.shape == (hi - lo + 1, s)
+
+
+def test_unknown_impl_is_an_error():
+  with pytest.raises(ValueError, match="Unknown upsample_impl 'fft'.*subpixel"):
+    upsample.UpConv(4, 5, 2, impl="fft").init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)))
+
+
+@pytest.mark.parametrize("side, form", [(2, "dense"), (3, "dilated"), (4, "subpixel"), (7, "subpixel")])
+def test_auto_keeps_the_dilated_form_only_for_tiny_inputs(side, form):
+  # On CPU a 2x2 input (64 pixel pairs) becomes one matmul: no convolution left in the program.
+  x = jnp.ones((2, side, side, 3))
+  layer = upsample.UpConv(4, 4, 2, impl="auto")
+  variables = layer.init(jax.random.PRNGKey(0), x)
+  eqns = jax.make_jaxpr(layer.apply)(variables, x).jaxpr.eqns
+  convs = [e for e in eqns if e.primitive.name == "conv_general_dilated"]
+  if form == "dense":
+    assert not convs and any(e.primitive.name == "dot_general" for e in eqns)
+    return
+  assert len(convs) == 1
+  assert (tuple(convs[0].params["lhs_dilation"]) == (2, 2)) == (form == "dilated")

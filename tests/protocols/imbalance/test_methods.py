@@ -1,0 +1,117 @@
+"""Rebalancing methods: method parsing, synthetic counts, imbalanced-learn sets and the confidence filter."""
+import numpy as np
+import pytest
+
+from gan_jax.protocols.imbalance import methods
+
+
+def test_parse_methods_canonical_order_and_errors():
+  assert methods.parse_methods("cgan, none,smote") == ["none", "smote", "cgan"]
+  assert methods.parse_methods(("acgan",)) == ["acgan"]
+  with pytest.raises(ValueError, match="Unknown method.*bagan.*choose from"):
+    methods.parse_methods("none,bagan")
+  with pytest.raises(ValueError, match="twice"):
+    methods.parse_methods("none,none")
+  with pytest.raises(ValueError, match="Unknown method"):
+    methods.parse_methods("")
+
+
+def test_synthetic_counts_bring_classes_to_n_max():
+  np.testing.assert_array_equal(methods.synthetic_counts([100, 40, 10], 1.0), [0, 60, 90])
+  np.testing.assert_array_equal(methods.synthetic_counts([100, 40, 10], 0.5), [0, 30, 45])
+  with pytest.raises(ValueError, match="synthetic_ratio"):
+    methods.synthetic_counts([1, 2], -1.0)
+
+
+def _toy_set(rng, counts=(30, 12, 7)):
+  labels = np.concatenate([np.full(n, c) for c, n in enumerate(counts)])
+  # Class c images have pixel values in [60c, 60c + 50]: class membership is visible in the pixels.
+  images = np.stack([rng.integers(60 * c, 60 * c + 51, size=(4, 4, 1)) for c in labels]).astype(np.uint8)
+  return images, labels
+
+
+def test_random_oversample_adds_copies_of_same_class_images():
+  rng = np.random.default_rng(0)
+  images, labels = _toy_set(rng)
+  add = methods.synthetic_counts(np.bincount(labels), 1.0)
+  new_images, new_labels = methods.imblearn_synthetic("random_oversample", images, labels, add, seed=0)
+  np.testing.assert_array_equal(np.bincount(new_labels, minlength=3), add)
+  for image, label in zip(new_images, new_labels):
+    assert any(np.array_equal(image, real) for real in images[labels == label])
+
+
+def test_smote_interpolates_within_the_class():
+  rng = np.random.default_rng(1)
+  images, labels = _toy_set(rng)
+  add = methods.synthetic_counts(np.bincount(labels), 1.0)
+  new_images, new_labels = methods.imblearn_synthetic("smote", images, labels, add, seed=0, k_neighbors=5)
+  assert new_images.dtype == np.uint8 and new_images.shape[1:] == images.shape[1:]
+  np.testing.assert_array_equal(np.bincount(new_labels, minlength=3), add)
+  for c in (1, 2):
+    made = new_images[new_labels == c]
+    assert made.min() >= 60 * c and made.max() <= 60 * c + 50
+    # Interpolations, not copies: most synthetic images are new.
+    copies = sum(any(np.array_equal(m, r) for r in images[labels == c]) for m in made)
+    assert copies < len(made) / 2
+  with pytest.raises(ValueError, match="k_neighbors=7.*smallest has 7"):
+    methods.imblearn_synthetic("smote", images, labels, add, seed=0, k_neighbors=7)
+
+
+def test_sample_with_filter_keeps_confident_images_and_fills_the_rest():
+  rng = np.random.default_rng(0)
+
+  def sample(c, n):  # images whose single pixel is the "confidence" the filter will read
+    return rng.integers(0, 256, size=(n, 1, 1, 1)).astype(np.uint8)
+
+  def confidence(images, c):
+    return images[:, 0, 0, 0] / 255.0 if c == 1 else np.zeros(len(images))
+
+  images, labels, info = methods.sample_with_filter(sample, [0, 50, 20], confidence, threshold=0.5, max_rounds=4)
+  np.testing.assert_array_equal(np.bincount(labels, minlength=3), [0, 50, 20])
+  assert np.all(images[labels == 1] >= 128)  # every kept class-1 image passed the threshold
+  assert 0.3 < info["acceptance_rate"][1] < 0.7
+  assert info["acceptance_rate"][2] == 0.0 and info["filled"][2] == 20  # nothing passes: filled with the best
+  assert info["acceptance_rate"][0] is None
+
+
+def test_sample_without_filter_is_plain_sampling():
+  calls = []
+
+  def sample(c, n):
+    calls.append((c, n))
+    return np.full((n, 2, 2, 1), c, np.uint8)
+
+  images, labels, info = methods.sample_with_filter(sample, [3, 0, 2], None, threshold=0.9)
+  assert calls == [(0, 3), (2, 2)]
+  np.testing.assert_array_equal(labels, [0, 0, 0, 2, 2])
+  assert info["acceptance_rate"] == [1.0, None, 1.0]
+
+
+def test_remainder_counts_close_the_gap_to_the_real_majority():
+  np.testing.assert_array_equal(methods.remainder_counts([100, 40, 10], [100, 55, 32]), [0, 45, 68])
+  np.testing.assert_array_equal(methods.remainder_counts([100, 40], [100, 130]), [0, 0])
+
+
+def test_inverse_frequency_weights():
+  labels = np.array([0] * 6 + [1] * 3 + [2])
+  weights = methods.inverse_frequency_weights(labels, 3)
+  np.testing.assert_allclose(weights, [10 / 18, 10 / 9, 10 / 3], rtol=1e-6)
+  # Every class carries the same total weight.
+  np.testing.assert_allclose(np.bincount(labels, weights=weights[labels]), [10 / 3] * 3, rtol=1e-6)
+  with pytest.raises(ValueError, match="every class present"):
+    methods.inverse_frequency_weights(np.array([0, 0, 2]), 3)
+
+
+@pytest.mark.parametrize("name, data_kind, loss, group", [
+    ("none", "real", "cross_entropy", "baseline"),
+    ("class_weight", "real", "class_weight", "classic"),
+    ("random_oversample", "resample", "cross_entropy", "classic"),
+    ("smote", "resample", "cross_entropy", "classic"),
+    ("dcgan", "generator", "cross_entropy", "generative"),
+    ("cvae", "generator", "cross_entropy", "generative"),
+])
+def test_each_method_is_a_data_part_and_a_loss_part(name, data_kind, loss, group):
+  method = methods.get_method(name)
+  assert (method.data.kind, method.loss.name, method.group) == (data_kind, loss, group)
+  assert method.adds_images == (data_kind != "real")
+  assert method.generator == (name if data_kind == "generator" else None)

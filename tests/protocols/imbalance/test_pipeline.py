@@ -1,0 +1,204 @@
+"""The imbalance benchmark end to end on its :smoke config: outputs, caching, exact resume, bad input."""
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments.configs import imbalance as imbalance_config
+from gan_jax import evaluation
+from gan_jax.protocols.imbalance import methods
+from gan_jax.protocols.imbalance import pipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+GENERATIVE = [m for m in methods.METHODS if methods.METHODS[m].generator]
+ADDS_IMAGES = [m for m in methods.METHODS if methods.METHODS[m].adds_images]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, idx_dir):
+  config = imbalance_config.get_config("smoke")
+  workdir = str(tmp_path_factory.mktemp("imbalance") / "run")
+  results = pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir))
+  return config, workdir, results
+
+
+def test_results_have_every_method_metric_and_test_set(smoke):
+  config, workdir, results = smoke
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert json.load(f) == json.loads(json.dumps(results))
+  assert list(results["methods"]) == list(methods.METHODS)
+  assert results["train_counts"] == [100, 50, 40, 30, 25, 20, 15, 12, 10, 8]
+  assert results["test_counts"]["imbalanced"] == [50, 30, 20, 15, 10, 8, 6, 5, 4, 3]
+  assert sum(results["test_counts"]["balanced"]) == 1_000
+  for name, entry in results["methods"].items():
+    for test_set in pipeline.TEST_SETS:
+      summary = entry[test_set]
+      for metric in evaluation.METRICS:
+        assert summary[metric]["n"] == config.num_seeds and len(summary[metric]["values"]) == config.num_seeds
+        assert 0.0 <= summary[metric]["mean"] <= 100.0
+      assert len(summary["per_class_recall"]["mean"]) == 10
+      # The mean confusion matrix's rows hold every test image of the class.
+      np.testing.assert_allclose(np.sum(summary["confusion_mean"], axis=1), results["test_counts"][test_set])
+      assert ("paired_vs_none" in summary) == (name != "none")
+  paired = results["methods"]["smote"]["balanced"]["paired_vs_none"]["accuracy"]
+  expected = np.subtract(results["methods"]["smote"]["balanced"]["accuracy"]["values"],
+                         results["methods"]["none"]["balanced"]["accuracy"]["values"])
+  np.testing.assert_allclose(paired["differences"], expected)
+  assert "jax" in results["versions"] and results["config"]["profile"] == config.profile
+  for test_set in pipeline.TEST_SETS:
+    answer = results["verdict"][test_set]
+    entries = results["methods"]
+    means = {m: entries[m][test_set]["balanced_accuracy"]["mean"] for m in entries}
+    assert answer["best_classic"] == max(("class_weight", "random_oversample", "smote"), key=means.get)
+    assert answer["best_generative"] == max(GENERATIVE, key=means.get)
+    expected = np.subtract(entries[answer["best_generative"]][test_set]["balanced_accuracy"]["values"],
+                           entries[answer["best_classic"]][test_set]["balanced_accuracy"]["values"])
+    np.testing.assert_allclose(answer["paired"]["differences"], expected)
+    assert answer["generative_wins"] == (answer["paired"]["ci_low"] > 0)
+
+
+def test_every_synthetic_set_fills_the_classes_to_n_max(smoke):
+  _, workdir, results = smoke
+  add = methods.synthetic_counts(results["train_counts"], 1.0).tolist()
+  for name in methods.METHODS:
+    if name not in ADDS_IMAGES:
+      assert "synthetic" not in results["methods"][name]
+      assert results["methods"][name]["train_examples"] == sum(results["train_counts"])
+      continue
+    with np.load(os.path.join(workdir, "synthetic", f"{name}.npz")) as f:
+      assert f["image"].dtype == np.uint8 and f["image"].shape[1:] == (28, 28, 1)
+      assert np.bincount(f["label"], minlength=10).tolist() == add
+    assert results["methods"][name]["synthetic"]["added_per_class"] == add
+    if name in GENERATIVE:  # the smoke config filters by confidence, as the default does
+      rates = results["methods"][name]["synthetic"]["acceptance_rate"]
+      assert rates[0] is None and all(0.0 <= r <= 1.0 for r in rates[1:])
+    assert results["methods"][name]["train_examples"] == 10 * max(results["train_counts"])
+  assert os.path.exists(os.path.join(workdir, "models", "filter.msgpack"))
+
+
+def test_class_weight_changes_the_classifier(smoke):
+  _, _, results = smoke
+  none = results["methods"]["none"]["balanced"]["balanced_accuracy"]["values"]
+  weighted = results["methods"]["class_weight"]["balanced"]["balanced_accuracy"]["values"]
+  assert none != weighted
+
+
+def test_generated_image_quality(smoke):
+  _, _, results = smoke
+  quality = results["quality"]
+  assert set(quality) == {"real_train", *GENERATIVE}
+  assert all(fd >= 0 for fd in quality["real_train"]["frechet_distance"])
+  # The per-class DCGAN has no generator for the majority class, so no CAS either.
+  assert quality["dcgan"]["frechet_distance"][0] is None and quality["dcgan"]["cas"] is None
+  for name in ("cgan", "acgan", "cvae"):
+    assert all(fd is not None and fd >= 0 for fd in quality[name]["frechet_distance"])
+    assert 0.0 <= quality[name]["cas"]["balanced_accuracy"] <= 100.0
+  # A barely trained generator is far from the real images; real train images are close to real test ones.
+  assert np.mean(quality["cgan"]["frechet_distance"]) > np.mean(quality["real_train"]["frechet_distance"])
+
+
+def test_report_files_and_figures(smoke):
+  _, workdir, results = smoke
+  for name in methods.METHODS:
+    assert Image.open(os.path.join(workdir, f"confusion_{name}.png")).size[0] > 100
+    has_samples = name in ADDS_IMAGES
+    assert os.path.exists(os.path.join(workdir, f"samples_{name}.png")) == has_samples
+  # samples_<method>.png: one row of 28-pixel cells (2-pixel gaps) per class it adds images to.
+  assert Image.open(os.path.join(workdir, "samples_cgan.png")).size[1] == 10 * 30 + 2
+  assert Image.open(os.path.join(workdir, "samples_smote.png")).size[1] == 9 * 30 + 2
+  assert os.path.exists(os.path.join(workdir, "per_class_recall.png"))
+  with open(os.path.join(workdir, "results.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == len(methods.METHODS) * 2 * len(evaluation.METRICS)
+  row = next(r for r in rows if r["method"] == "cgan" and r["test_set"] == "balanced" and r["metric"] == "g_mean")
+  assert float(row["mean"]) == pytest.approx(results["methods"]["cgan"]["balanced"]["g_mean"]["mean"], abs=1e-4)
+  with open(os.path.join(workdir, "results.md")) as f:
+    text = f.read()
+  assert text.count("| method | accuracy | balanced accuracy | macro F1 | G-mean |") == 2
+  for name in methods.METHODS:
+    assert text.count(f"| {name} | ") >= 2
+  answer = results["verdict"]["balanced"]
+  assert f"**Best generative method (`{answer['best_generative']}`) minus best classic remedy " \
+         f"(`{answer['best_classic']}`)" in text
+
+
+def test_rerun_reuses_every_stage_and_a_lost_stage_is_recomputed_exactly(smoke, idx_dir):
+  config, workdir, results = smoke
+  stage_files = [os.path.join(root, f) for stage in ("classifiers", "synthetic", "quality", "models")
+                 for root, _, files in os.walk(os.path.join(workdir, stage)) for f in files]
+  assert len(stage_files) > 2 * len(methods.METHODS)
+  mtimes = {p: os.path.getmtime(p) for p in stage_files}
+  lost = os.path.join(workdir, "classifiers", "cgan", "seed1.json")
+  with open(lost) as f:
+    before = json.load(f)
+  os.remove(lost)
+  again = pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir))
+  with open(lost) as f:
+    after = json.load(f)
+  assert after["balanced"] == before["balanced"] and after["imbalanced"] == before["imbalanced"]
+  assert {p: os.path.getmtime(p) for p in stage_files if p != lost} == {p: t for p, t in mtimes.items() if p != lost}
+  def without_timing(entries):  # wall-clock seconds legitimately differ between runs
+    return {m: {k: v for k, v in e.items() if k != "train_seconds_mean"} for m, e in entries.items()}
+
+  assert without_timing(again["methods"]) == without_timing(results["methods"])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("generators.cgan.loss", "nosuch", "Unknown generators.cgan.loss 'nosuch'; choose one of: hinge"),
+    ("generators.cvae.latent_dim", 0, "config.generators.cvae.latent_dim must be a positive integer, got 0"),
+    ("generators.dcgan.batch_size", 12, "generators.dcgan.batch_size=12 is not divisible by the number of devices"),
+    ("generators.acgan.model", "cgan", "config.generators.acgan.model must be 'acgan'"),
+    ("generators.cgan.conditioning", "film", "Unknown conditioning 'film'"),
+    ("classifier.dropout_rate", 1.0, r"config.classifier.dropout_rate must lie in \[0, 1\)"),
+    ("profile", "pareto", "Unknown imbalance profile 'pareto'"),
+    ("test_profile", "1,2,3", "profile 'explicit' has 3 counts but the data has 10 classes"),
+    ("fill_remainder", "smote", "Unknown fill_remainder 'smote'"),
+])
+def test_every_field_of_every_stage_is_checked_before_the_first(field, value, message, tmp_path):
+  config = imbalance_config.get_config("smoke")
+  *sections, leaf = field.split(".")
+  node = config
+  for name in sections:
+    node = node[name]
+  node[leaf] = value
+  with pytest.raises(ValueError, match=message):
+    pipeline.run_benchmark(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()  # refused before the workdir was even created
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--config.generators.cgan.loss=nosuch", "error: Unknown generators.cgan.loss 'nosuch'"),
+    ("--config.generators.cgan.dataset=fashion_mnist",
+     "error: Unknown config field 'generators.cgan.dataset': config.dataset is set at the top level"),
+])
+def test_bad_nested_fields_exit_2_in_one_line_within_seconds(flag, message, tmp_path):
+  start = time.monotonic()
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.imbalance", "--config=experiments/configs/imbalance.py:smoke",
+       f"--workdir={tmp_path / 'bad'}", flag], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert time.monotonic() - start < 20
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
+      proc.stderr.strip().splitlines()[-1]]
+  assert proc.stderr.strip().splitlines()[-1].startswith(message)
+
+
+def test_changed_config_is_refused_and_bad_methods_are_one_line_errors(smoke, tmp_path):
+  config, workdir, _ = smoke
+  changed = imbalance_config.get_config("smoke")
+  changed.classifier.num_steps = 31
+  with pytest.raises(ValueError, match="different config"):
+    pipeline.run_benchmark(changed, workdir)
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.imbalance", "--config=experiments/configs/imbalance.py:smoke",
+       f"--workdir={tmp_path / 'bad'}", "--config.methods=none,bagan"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: Unknown method(s) ['bagan']")
+  assert "Traceback" not in proc.stderr
