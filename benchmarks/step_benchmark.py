@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from gan_jax.data import sources
+from gan_jax import fs
 from gan_jax import models
 from gan_jax import parallel
 from gan_jax.data import device_dataset
@@ -453,5 +454,5 @@ def _jsonable(value):
 
 
 def write_json(result: dict, path: str) -> None:
-  with open(path, "w") as f:
-    json.dump(result, f, indent=2, default=_jsonable)
+  """The result as JSON, written atomically (a local path or a URL)."""
+  fs.write_text(path, json.dumps(result, indent=2, default=_jsonable))

@@ -34,6 +34,7 @@ YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 YNN_JAXLIB_RANGE = ((0, 10), (0, 11))
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_WORKDIR_FLAG = None
 # Errors of the user's making (bad config, missing data, conflicting workdir) exit with code 2,
 # failures during the run (NaN losses) with code 1; both print one line, never a traceback.
 USAGE_EXIT_CODE = 2
@@ -109,9 +110,16 @@ def idx_dir() -> str | None:
 
 
 def default_cache(workdir: str) -> str:
-  """<workdir>/xla_cache: where an experiment keeps its compiled programs."""
+  """Where an experiment keeps its compiled programs: <workdir>/xla_cache, or a local folder for a URL workdir.
+
+  The cache is not a result: on a pod each worker compiles for itself, and a local
+  cache spares the bucket thousands of small objects.
+  """
   from gan_jax import fs  # pylint: disable=g-import-not-at-top
-  return fs.join(workdir, "xla_cache")
+  if fs.is_local(workdir):
+    return fs.join(workdir, "xla_cache")
+  import tempfile  # pylint: disable=g-import-not-at-top
+  return os.path.join(tempfile.gettempdir(), "gan_jax_xla_cache")
 
 
 def provenance() -> dict[str, str]:
@@ -223,23 +231,36 @@ def _exit(error: BaseException, code: int) -> None:
 def define_run_flags(config_help: str, workdir_help: str):
   """The --config, --workdir and --overwrite flags every experiment takes.
 
+  The workdir (a local folder or a URL such as gs://bucket/run) is checked before
+  the experiment starts: a path that cannot be written fails in seconds.
+
   Returns:
     (config, workdir, overwrite) flag holders.
   """
+  global _WORKDIR_FLAG
   config = config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
-  workdir = flags.DEFINE_string("workdir", None, workdir_help)
+  workdir = _WORKDIR_FLAG = flags.DEFINE_string("workdir", None, workdir_help)
   overwrite = flags.DEFINE_bool("overwrite", False, "Discard an earlier run with a different config in --workdir.")
   flags.mark_flags_as_required(["config", "workdir"])
   return config, workdir, overwrite
 
 
+def check_paths() -> None:
+  """The workdir must be writable and $GAN_JAX_IDX_DIR (when set) readable, checked in seconds."""
+  from gan_jax import fs  # pylint: disable=g-import-not-at-top
+  if _WORKDIR_FLAG is not None and _WORKDIR_FLAG.value:
+    fs.check_usable(_WORKDIR_FLAG.value, write=True)
+  if idx_dir():
+    fs.check_usable(idx_dir(), write=False)
+
+
 def run(experiment: Callable[[], object], failures: tuple[type[BaseException], ...] = ()) -> None:
-  """app.run for an experiment: one-line flag errors, runtime set-up, then `experiment()` via run_cleanly."""
+  """app.run for an experiment: one-line flag errors, runtime set-up, path checks, then `experiment()`."""
 
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     setup_runtime()
-    run_cleanly(experiment, failures)
+    run_cleanly(lambda: (check_paths(), experiment()), failures)
 
   app.run(main, flags_parser=parse_flags)

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import threading
 import uuid
 from typing import Any, Iterable
 
@@ -20,6 +21,14 @@ from etils import epath
 
 # A URL scheme ('gs://', 's3://', ...): such paths go to epath's cloud backends.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# The schemes etils.epath routes to a cloud backend (tf.io.gfile, or fsspec: gcsfs, s3fs, ...).
+# Any other 'x://' would silently become a local folder named 'x:', so it is refused.
+CLOUD_SCHEMES = ("gs", "s3", "az", "hf")
+PROBE_TIMEOUT_S = 10.0
+
+
+class UnusablePathError(ValueError):
+  """A path that cannot be read or written: an unknown scheme, a missing backend, no access."""
 
 
 def scheme(path: str | os.PathLike) -> str | None:
@@ -32,8 +41,75 @@ def is_local(path: str | os.PathLike) -> bool:
   return scheme(path) is None
 
 
+def _registered(path: str) -> bool:
+  """Whether a path class was registered with epath for this path's prefix (tests, custom stores)."""
+  from etils.epath import register  # pylint: disable=g-import-not-at-top
+  return any(path.startswith(prefix) for prefix in getattr(register, "_URI_PREFIXES_TO_CLS", {}))
+
+
 def as_path(path: str | os.PathLike) -> epath.Path:
-  return epath.Path(os.fspath(path))
+  path = os.fspath(path)
+  name = scheme(path)
+  if name is not None and name not in CLOUD_SCHEMES and not _registered(path):
+    raise UnusablePathError(f"{path}: unknown scheme '{name}://'; use a local path or one of "
+                            f"{', '.join(s + '://' for s in CLOUD_SCHEMES)}")
+  return epath.Path(path)
+
+
+def _backend_hint(path: str) -> str:
+  if scheme(path) == "gs":
+    return ("check that a gs:// backend is installed (tensorflow, or gcsfs: pip install gcsfs), your credentials "
+            "(gcloud auth application-default login) and that the bucket exists")
+  return f"check that a backend for {scheme(path)}:// is installed, your credentials and that the bucket exists"
+
+
+def check_usable(path: str | os.PathLike, *, write: bool, timeout: float = PROBE_TIMEOUT_S) -> None:
+  """Fails in seconds, with one line, when `path` cannot be used: before any training does.
+
+  Writing is probed by creating the folder and writing and deleting a small object;
+  reading by an existence check. A backend that does not answer within `timeout`
+  (no network, say) is reported as such instead of being retried for minutes.
+
+  Raises:
+    UnusablePathError: naming the path and what to check.
+  """
+  path = os.fspath(path)
+  as_path(path)  # an unknown scheme fails here
+  if is_local(path):
+    if not write and not os.path.exists(path):
+      raise UnusablePathError(f"{path} does not exist")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+      existing = os.path.dirname(existing)
+    if write and not (os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)):
+      raise UnusablePathError(f"Cannot write to {path}: {existing} is not a writable folder")
+    return
+  outcome: dict[str, Any] = {}
+
+  def probe():
+    try:
+      if write:
+        makedirs(path)
+        marker = join(path, f".gan_jax_probe_{uuid.uuid4().hex[:8]}")
+        write_bytes(marker, b"")
+        remove(marker)
+      elif not exists(path):
+        outcome["missing"] = True
+    except BaseException as e:  # pylint: disable=broad-except  # every backend failure means "unusable"
+      outcome["error"] = e
+
+  thread = threading.Thread(target=probe, daemon=True)
+  thread.start()
+  thread.join(timeout)
+  verb = "write to" if write else "read"
+  if thread.is_alive():
+    raise UnusablePathError(f"Cannot {verb} {path}: no answer within {timeout:.0f} s; {_backend_hint(path)}")
+  if "error" in outcome:
+    error = outcome["error"]
+    reason = " ".join(str(error).split())[:200] or type(error).__name__
+    raise UnusablePathError(f"Cannot {verb} {path} ({type(error).__name__}: {reason}); {_backend_hint(path)}")
+  if outcome.get("missing"):
+    raise UnusablePathError(f"{path} does not exist; {_backend_hint(path)}")
 
 
 def join(base: str | os.PathLike, *parts: str) -> str:

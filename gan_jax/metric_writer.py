@@ -1,13 +1,24 @@
-"""Metrics to `metrics.jsonl` (one JSON object per logged step) and TensorBoard.
+"""Metrics to `metrics.jsonl` (one JSON object per logged step) and TensorBoard, in a local or cloud workdir.
 
 TensorBoard event files are written with the `tensorboard` package's pure-Python
 writer, so logging works on machines without TensorFlow; if the package is
 missing, only the JSONL file is written.
+
+An object store cannot append to an object, so for a URL workdir the records are
+appended to a local buffer and `flush` writes the whole `metrics.jsonl` object once
+more, and each flush uploads the TensorBoard events since the previous one as a new
+numbered event file (TensorBoard reads every event file of a folder in order).
+The training loop flushes after every checkpoint and at the end: a preempted run
+resumes from its last checkpoint and drops later records anyway, so nothing a
+resumed run keeps is lost.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
+import time
 from typing import Mapping
 
 from absl import logging
@@ -15,22 +26,48 @@ from absl import logging
 from gan_jax import fs
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 
 
-def _tensorboard_writer(logdir: str):
-  try:
+class _EventWriter:
+  """Scalars to TensorBoard event files in `logdir`; remote logdirs get one new file per flush."""
+
+  def __init__(self, logdir: str):
     from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    logging.warning("tensorboard is not installed: writing metrics.jsonl only.")
-    return None
-  writer = EventFileWriter(logdir)
+    from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
+    self._event_pb2, self._summary_pb2, self._module = event_pb2, summary_pb2, event_file_writer
+    self.logdir = logdir
+    self._local_dir = logdir if fs.is_local(logdir) else tempfile.mkdtemp(prefix="gan_jax_tensorboard_")
+    self._chunk = 0
+    self._writer = self._open()
 
-  def write(step: int, scalars: Mapping[str, float]) -> None:
-    values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
-    writer.add_event(event_pb2.Event(step=step, summary=summary_pb2.Summary(value=values)))
+  def _open(self):
+    self._chunk += 1
+    # Names sort by time: a new chunk's events come after the previous chunk's.
+    return self._module.EventFileWriter(self._local_dir, filename_suffix=f".{self._chunk:06d}")
 
-  return write, writer
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    values = [self._summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
+    self._writer.add_event(self._event_pb2.Event(step=step, wall_time=time.time(),
+                                                 summary=self._summary_pb2.Summary(value=values)))
+
+  def flush(self, reopen: bool = True) -> None:
+    if fs.is_local(self.logdir):
+      self._writer.flush()
+      return
+    self._writer.close()
+    for name in os.listdir(self._local_dir):
+      fs.write_bytes(fs.join(self.logdir, name), fs.read_bytes(os.path.join(self._local_dir, name)))
+      os.remove(os.path.join(self._local_dir, name))
+    if reopen:
+      self._writer = self._open()
+
+  def close(self) -> None:
+    if fs.is_local(self.logdir):
+      self._writer.close()
+    else:
+      self.flush(reopen=False)
+      os.rmdir(self._local_dir)
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -48,7 +85,7 @@ class MetricWriter:
   101-120 on resume; dropping the stale records keeps one record per step.
 
   Args:
-    workdir: run folder.
+    workdir: run folder (local or a URL).
     resume_step: step of the restored checkpoint (0 for a fresh run).
     enabled: False on non-zero processes of a multi-process run (they write nothing).
   """
@@ -56,26 +93,45 @@ class MetricWriter:
   def __init__(self, workdir: str, resume_step: int = 0, enabled: bool = True):
     self.enabled = enabled
     self._path = fs.join(workdir, METRICS_FILE)
+    self._local = fs.is_local(workdir)
     self._tb = None
+    self._records: list[str] = []
     if not enabled:
       return
-    kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
-    fs.write_lines(self._path, [json.dumps(r) for r in kept])
-    self._tb = _tensorboard_writer(fs.join(workdir, "tensorboard"))
+    self._records = [json.dumps(r) for r in read_metrics(workdir) if r["step"] <= resume_step]
+    fs.write_lines(self._path, self._records)
+    try:
+      self._tb = _EventWriter(fs.join(workdir, TENSORBOARD_DIR))
+    except ImportError:
+      logging.warning("tensorboard is not installed: writing metrics.jsonl only.")
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     if not self.enabled:
       return
     record = {"step": int(step)}
     record.update({k: _to_json_number(v) for k, v in scalars.items()})
-    with open(self._path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    line = json.dumps(record)
+    self._records.append(line)
+    if self._local:
+      with open(self._path, "a") as f:
+        f.write(line + "\n")
     if self._tb is not None:
-      self._tb[0](step, {k: v for k, v in record.items() if k != "step" and v is not None})
+      self._tb.write(step, {k: v for k, v in record.items() if k != "step" and v is not None})
+
+  def flush(self) -> None:
+    """Makes everything written so far visible in the workdir (uploads it for a URL workdir)."""
+    if not self.enabled:
+      return
+    if not self._local:
+      fs.write_lines(self._path, self._records)
+    if self._tb is not None:
+      self._tb.flush()
 
   def close(self) -> None:
+    if self.enabled and not self._local:
+      fs.write_lines(self._path, self._records)
     if self._tb is not None:
-      self._tb[1].close()
+      self._tb.close()
       self._tb = None
 
 

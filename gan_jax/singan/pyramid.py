@@ -20,12 +20,14 @@ rule.) Every ceil here subtracts 1e-6 first so float round-off such as
 """
 from __future__ import annotations
 
+import io
 import math
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gan_jax import fs
 
 SKIMAGE_PREFIX = "skimage:"
 _EPS = 1e-6
@@ -106,7 +108,7 @@ def load_image(spec: str) -> np.ndarray:
   """Loads an image as float32 [H, W, 3] in [-1, 1].
 
   Args:
-    spec: a file path (PNG, JPEG, ...) or 'skimage:NAME' for an image shipped with
+    spec: a file path or URL (PNG, JPEG, ...) or 'skimage:NAME' for an image shipped with
       scikit-image (e.g. 'skimage:chelsea', 'skimage:coffee'), which works offline.
 
   Raises:
@@ -114,11 +116,11 @@ def load_image(spec: str) -> np.ndarray:
   """
   if spec.startswith(SKIMAGE_PREFIX):
     return to_float_image(_load_skimage(spec[len(SKIMAGE_PREFIX):]), repr(spec))
-  if not os.path.isfile(spec):
-    raise ValueError(f"Image {spec!r} does not exist (pass a file path or skimage:NAME, e.g. skimage:chelsea)")
+  if not fs.exists(spec) or fs.isdir(spec):
+    raise ValueError(f"Image {spec!r} does not exist (pass a file path, a URL or skimage:NAME, e.g. skimage:chelsea)")
   from PIL import Image  # pylint: disable=g-import-not-at-top
   try:
-    with Image.open(spec) as image:
+    with Image.open(io.BytesIO(fs.read_bytes(spec))) as image:
       array = np.asarray(image.convert("RGB"))
   except (OSError, ValueError, Image.DecompressionBombError) as e:
     raise ValueError(f"{spec!r} is not a readable image ({type(e).__name__}: {e})") from e

@@ -130,6 +130,8 @@ def train(state: Any, step_fn: StepFn, *, num_steps: int, name: str, log_every: 
     ensure_healthy(None, done)
     ckpt.save(done, state)
     last_saved = done
+    if writer is not None:
+      writer.flush()  # metrics up to a checkpoint survive a preemption (uploaded for URL workdirs)
 
   # Without checkpoints a stopped run could not resume: it finishes, and the signal reaches
   # an enclosing StopSignal (a protocol that stops between its stages).

@@ -1,4 +1,6 @@
-"""Two processes (coordinator on 127.0.0.1, CPU collectives, 2 fake devices each) = one process with 4."""
+"""Two processes (coordinator on 127.0.0.1, CPU collectives, 2 fake devices each) = one process with 4;
+SIGTERM to one of them stops both at the same step."""
+import signal
 import socket
 import subprocess
 
@@ -41,3 +43,35 @@ def test_two_processes_match_one_process_with_as_many_devices(tmp_path):
       assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)
   assert sorted(p.name for p in (multi / "samples").iterdir()) == ["step_00000006.png", "step_00000012.png"]
   assert sorted(p.name for p in (multi / "checkpoints").iterdir() if p.name.isdigit()) == ["12", "6"]
+
+
+def _start_pair(workdir, address, *flags):
+  return [subprocess.Popen(runs.command(workdir, *flags, f"--coordinator_address={address}", "--num_processes=2",
+                                        f"--process_id={i}"),
+                           cwd=runs.ROOT, env=runs.env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for i in range(2)]
+
+
+def test_sigterm_to_one_process_stops_every_process_at_the_same_step_and_the_rerun_resumes(tmp_path):
+  # A maintenance event reaches one TPU VM worker only; the others must stop with it, not deadlock.
+  flags = ["--config.num_steps=400", "--config.log_every=1", "--config.checkpoint_every=1000",
+           "--config.sample_every=1000"]
+  procs = _start_pair(tmp_path, f"127.0.0.1:{free_port()}", *flags)
+  runs.wait_for_step(tmp_path, 5, procs[0])
+  procs[1].send_signal(signal.SIGTERM)
+  outputs = [p.communicate(timeout=120) for p in procs]
+  stopped_at = set()
+  for proc, (_, stderr) in zip(procs, outputs):
+    assert proc.returncode == 0, stderr[-3000:]
+    line = next(l for l in stderr.splitlines() if "Stopped by" in l)
+    stopped_at.add(int(line.split(" at step ")[1].split(";")[0]))
+  assert "Stopped by SIGTERM" in outputs[1][1] and "Stopped by a signal on another process" in outputs[0][1]
+  (step,) = stopped_at  # both processes checkpointed one and the same step
+  assert step < 400 and [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()] == [str(step)]
+
+  rerun = _start_pair(tmp_path, f"127.0.0.1:{free_port()}", *flags)
+  outputs = [p.communicate(timeout=240) for p in rerun]
+  for proc, (_, stderr) in zip(rerun, outputs):
+    assert proc.returncode == 0, stderr[-3000:]
+  assert f"Resuming from step {step}" in outputs[0][1]
+  assert [r["step"] for r in runs.metrics(tmp_path)] == list(range(1, 401))

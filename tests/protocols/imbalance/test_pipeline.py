@@ -1,5 +1,6 @@
 """The imbalance benchmark end to end on its :smoke config: outputs, caching, exact resume, bad input."""
 import csv
+import io
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from PIL import Image
 
 from experiments.configs import imbalance as imbalance_config
 from gan_jax import evaluation
+from gan_jax import fs
 from gan_jax.protocols.imbalance import methods
 from gan_jax.protocols.imbalance import pipeline
 
@@ -21,17 +23,31 @@ ADDS_IMAGES = [m for m in methods.METHODS if methods.METHODS[m].adds_images]
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory, idx_dir):
+def smoke(gcs, idx_dir, tmp_path_factory):
+  """The :smoke run, in the emulated bucket: every output goes through the path layer."""
   config = imbalance_config.get_config("smoke")
-  workdir = str(tmp_path_factory.mktemp("imbalance") / "run")
-  results = pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir))
+  workdir = f"{gcs.root}/imbalance/smoke"
+  cwd = tmp_path_factory.mktemp("cwd")
+  os.chdir(cwd)
+  try:
+    results = pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir))
+  finally:
+    os.chdir(ROOT)
+  assert os.listdir(cwd) == []  # nothing of the run on the local disk
   return config, workdir, results
+
+
+def read(workdir, *parts):
+  return fs.read_text(fs.join(workdir, *parts))
+
+
+def image(workdir, name):
+  return Image.open(io.BytesIO(fs.read_bytes(fs.join(workdir, name))))
 
 
 def test_results_have_every_method_metric_and_test_set(smoke):
   config, workdir, results = smoke
-  with open(os.path.join(workdir, "results.json")) as f:
-    assert json.load(f) == json.loads(json.dumps(results))
+  assert json.loads(read(workdir, "results.json")) == json.loads(json.dumps(results))
   assert list(results["methods"]) == list(methods.METHODS)
   assert results["train_counts"] == [100, 50, 40, 30, 25, 20, 15, 12, 10, 8]
   assert results["test_counts"]["imbalanced"] == [50, 30, 20, 15, 10, 8, 6, 5, 4, 3]
@@ -71,15 +87,15 @@ def test_every_synthetic_set_fills_the_classes_to_n_max(smoke):
       assert "synthetic" not in results["methods"][name]
       assert results["methods"][name]["train_examples"] == sum(results["train_counts"])
       continue
-    with np.load(os.path.join(workdir, "synthetic", f"{name}.npz")) as f:
-      assert f["image"].dtype == np.uint8 and f["image"].shape[1:] == (28, 28, 1)
-      assert np.bincount(f["label"], minlength=10).tolist() == add
+    f = fs.load_npz(fs.join(workdir, "synthetic", f"{name}.npz"))
+    assert f["image"].dtype == np.uint8 and f["image"].shape[1:] == (28, 28, 1)
+    assert np.bincount(f["label"], minlength=10).tolist() == add
     assert results["methods"][name]["synthetic"]["added_per_class"] == add
     if name in GENERATIVE:  # the smoke config filters by confidence, as the default does
       rates = results["methods"][name]["synthetic"]["acceptance_rate"]
       assert rates[0] is None and all(0.0 <= r <= 1.0 for r in rates[1:])
     assert results["methods"][name]["train_examples"] == 10 * max(results["train_counts"])
-  assert os.path.exists(os.path.join(workdir, "models", "filter.msgpack"))
+  assert fs.exists(fs.join(workdir, "models", "filter.msgpack"))
 
 
 def test_class_weight_changes_the_classifier(smoke):
@@ -106,20 +122,18 @@ def test_generated_image_quality(smoke):
 def test_report_files_and_figures(smoke):
   _, workdir, results = smoke
   for name in methods.METHODS:
-    assert Image.open(os.path.join(workdir, f"confusion_{name}.png")).size[0] > 100
+    assert image(workdir, f"confusion_{name}.png").size[0] > 100
     has_samples = name in ADDS_IMAGES
-    assert os.path.exists(os.path.join(workdir, f"samples_{name}.png")) == has_samples
+    assert fs.exists(fs.join(workdir, f"samples_{name}.png")) == has_samples
   # samples_<method>.png: one row of 28-pixel cells (2-pixel gaps) per class it adds images to.
-  assert Image.open(os.path.join(workdir, "samples_cgan.png")).size[1] == 10 * 30 + 2
-  assert Image.open(os.path.join(workdir, "samples_smote.png")).size[1] == 9 * 30 + 2
-  assert os.path.exists(os.path.join(workdir, "per_class_recall.png"))
-  with open(os.path.join(workdir, "results.csv")) as f:
-    rows = list(csv.DictReader(f))
+  assert image(workdir, "samples_cgan.png").size[1] == 10 * 30 + 2
+  assert image(workdir, "samples_smote.png").size[1] == 9 * 30 + 2
+  assert fs.exists(fs.join(workdir, "per_class_recall.png"))
+  rows = list(csv.DictReader(io.StringIO(read(workdir, "results.csv"))))
   assert len(rows) == len(methods.METHODS) * 2 * len(evaluation.METRICS)
   row = next(r for r in rows if r["method"] == "cgan" and r["test_set"] == "balanced" and r["metric"] == "g_mean")
   assert float(row["mean"]) == pytest.approx(results["methods"]["cgan"]["balanced"]["g_mean"]["mean"], abs=1e-4)
-  with open(os.path.join(workdir, "results.md")) as f:
-    text = f.read()
+  text = read(workdir, "results.md")
   assert text.count("| method | accuracy | balanced accuracy | macro F1 | G-mean |") == 2
   for name in methods.METHODS:
     assert text.count(f"| {name} | ") >= 2
@@ -128,21 +142,23 @@ def test_report_files_and_figures(smoke):
          f"(`{answer['best_classic']}`)" in text
 
 
-def test_rerun_reuses_every_stage_and_a_lost_stage_is_recomputed_exactly(smoke, idx_dir):
+def test_rerun_reuses_every_stage_and_a_lost_stage_is_recomputed_exactly(smoke, idx_dir, gcs, caplog):
   config, workdir, results = smoke
-  stage_files = [os.path.join(root, f) for stage in ("classifiers", "synthetic", "quality", "models")
-                 for root, _, files in os.walk(os.path.join(workdir, stage)) for f in files]
+  stage_files = [f for f in gcs.files(workdir) if f.split("/")[0] in ("classifiers", "synthetic", "quality", "models")]
   assert len(stage_files) > 2 * len(methods.METHODS)
-  mtimes = {p: os.path.getmtime(p) for p in stage_files}
-  lost = os.path.join(workdir, "classifiers", "cgan", "seed1.json")
-  with open(lost) as f:
-    before = json.load(f)
-  os.remove(lost)
-  again = pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir))
-  with open(lost) as f:
-    after = json.load(f)
+  lost = fs.join(workdir, "classifiers", "cgan", "seed1.json")
+  contents = {f: fs.read_bytes(fs.join(workdir, f)) for f in stage_files if fs.join(workdir, f) != lost}
+  before = fs.read_json(lost)
+  fs.remove(lost)
+  with caplog.at_level("INFO"):
+    again = pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir))
+  stage_lines = [r.getMessage() for r in caplog.records if "] " in r.getMessage() and "[stage " in r.getMessage()]
+  assert [line for line in stage_lines if not line.endswith(": cached")] == [
+      next(line for line in stage_lines if "classifier cgan seed 1: done in" in line)]
+  after = fs.read_json(lost)
   assert after["balanced"] == before["balanced"] and after["imbalanced"] == before["imbalanced"]
-  assert {p: os.path.getmtime(p) for p in stage_files if p != lost} == {p: t for p, t in mtimes.items() if p != lost}
+  assert {f: fs.read_bytes(fs.join(workdir, f)) for f in contents} == contents
+
   def without_timing(entries):  # wall-clock seconds legitimately differ between runs
     return {m: {k: v for k, v in e.items() if k != "train_seconds_mean"} for m, e in entries.items()}
 
