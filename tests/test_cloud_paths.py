@@ -15,9 +15,9 @@ SMOKE = "experiments/configs/mlp_gan_mnist.py:smoke"
 
 
 def train_gan(workdir, cwd, *flags, env=None, timeout=240):
-  # -O1: compiling dominates these short runs (see FAST_COMPILE_FLAG in conftest.py).
-  env = {**os.environ, **(env or {}), "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
-         "--xla_backend_optimization_level=1"}
+  # Compiling dominates these short runs (see FAST_COMPILE_FLAG in conftest.py).
+  env = {**os.environ, **(env or {}),
+         "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {os.environ['GAN_JAX_TEST_COMPILE_FLAGS']}"}
   return subprocess.run([sys.executable, "-m", "experiments.train_gan", f"--config={os.path.join(ROOT, SMOKE)}",
                          f"--workdir={workdir}", *flags], cwd=cwd, env=env, capture_output=True, text=True,
                         timeout=timeout)

@@ -257,17 +257,22 @@ def load_generator(config: ml_collections.ConfigDict, workdir: str, *, image_sha
   finally:
     ckpt.close()
 
+  # The weights are arguments, not constants of the program: runs of one architecture (the
+  # per-class GANs of a benchmark) share one compiled sampler.
+  params, batch_stats = gan_step.sampling_params(state), state.g_batch_stats
+
   @jax.jit
-  def sample_batch(key, labels):
+  def sample_batch(params, batch_stats, key, labels):
     z = jax.random.normal(key, (labels.shape[0], gan.z_dim))
-    return gan_step.generate(gan, gan_step.sampling_params(state), state.g_batch_stats, z, labels, train=False)[0]
+    return gan_step.generate(gan, params, batch_stats, z, labels, train=False)[0]
 
   def sample(key: jax.Array, labels: np.ndarray, batch_size: int = 500) -> np.ndarray:
     labels = np.asarray(labels, np.int32)
     if not len(labels):
       return np.zeros((0,) + tuple(image_shape), np.uint8)
-    fake = batching.map_chunks(lambda index, rows: sample_batch(jax.random.fold_in(key, index), labels[rows]),
-                               len(labels), batch_size)
+    fake = batching.map_chunks(
+        lambda index, rows: sample_batch(params, batch_stats, jax.random.fold_in(key, index), labels[rows]),
+        len(labels), batch_size)
     return images.to_uint8(fake, gan.output_range)
 
   return sample

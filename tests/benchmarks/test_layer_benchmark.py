@@ -74,7 +74,7 @@ def test_layer_flops_count_only_real_multiply_adds():
 def test_entrypoint_times_every_layer_next_to_torch(tmp_path):
   pytest.importorskip("torch")
   out = tmp_path / "layers.json"
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_backend_optimization_level=1"}
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": os.environ["GAN_JAX_TEST_COMPILE_FLAGS"]}
   proc = subprocess.run([sys.executable, "-m", "experiments.layer_benchmark", "--model=dcgan_mnist",
                          "--batch_size=2", "--reps=1", "--reference=torch", f"--json={out}"],
                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)

@@ -16,8 +16,8 @@ TIMING_KEYS = ("images_per_sec",)
 
 def env(devices: int = 2, **extra) -> dict:
   result = dict(os.environ)
-  # -O1: compiling dominates these short runs (see FAST_COMPILE_FLAG in conftest.py).
-  result["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=1"
+  # Compiling dominates these short runs (see FAST_COMPILE_FLAG in conftest.py).
+  result["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {os.environ['GAN_JAX_TEST_COMPILE_FLAGS']}"
   result["PYTHONUNBUFFERED"] = "1"
   result.update(extra)
   return result

@@ -129,7 +129,7 @@ def test_non_image_paths_are_rejected_naming_the_path(tmp_path):
 
 def _run_singan(*flags, timeout=300):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  env.pop("XLA_FLAGS", None)  # one CPU device in the child
+  env["XLA_FLAGS"] = os.environ["GAN_JAX_TEST_COMPILE_FLAGS"]  # one CPU device in the child
   return subprocess.run([sys.executable, "-m", "experiments.singan",
                          "--config=experiments/configs/singan.py:smoke", *flags],
                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
