@@ -120,3 +120,49 @@ def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
 def features_frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
   """Frechet distance between Gaussians fitted to two feature sets [N, D] and [M, D]."""
   return frechet_distance(*gaussian_statistics(features_a), *gaussian_statistics(features_b))
+
+
+# Shot groups of the long-tail literature (Liu et al., CVPR 2019; Kang et al., ICLR 2020), by the
+# number of training images of a class: many > 100, medium 20-100, few < 20.
+SHOT_GROUPS = ("many", "medium", "few")
+
+
+def shot_group(train_count: int) -> str:
+  return "many" if train_count > 100 else ("medium" if train_count >= 20 else "few")
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, num_bins: int = 15) -> float:
+  """ECE (Guo et al., ICML 2017) in %: sum over equal-width confidence bins of |accuracy - confidence| x share.
+
+  Args:
+    labels: true labels [N].
+    probabilities: predicted class probabilities [N, C].
+    num_bins: bins over (0, 1]; 15 as in Guo et al.
+  """
+  labels, probabilities = np.asarray(labels), np.asarray(probabilities, np.float64)
+  confidence = probabilities.max(-1)
+  correct = probabilities.argmax(-1) == labels
+  edges = np.linspace(0.0, 1.0, num_bins + 1)
+  total = 0.0
+  for low, high in zip(edges[:-1], edges[1:]):
+    in_bin = (confidence > low) & (confidence <= high)
+    if in_bin.any():
+      total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+  return 100.0 * float(total)
+
+
+def long_tail_metrics(labels: np.ndarray, probabilities: np.ndarray, train_counts) -> dict:
+  """Accuracy per shot group (in %, None for an empty group), the group of each class, and the ECE.
+
+  The accuracy of a group is over the test images of its classes.
+  """
+  labels = np.asarray(labels)
+  groups = [shot_group(int(n)) for n in train_counts]
+  correct = np.asarray(probabilities).argmax(-1) == labels
+  accuracy = {}
+  for group in SHOT_GROUPS:
+    classes = [c for c, g in enumerate(groups) if g == group]
+    in_group = np.isin(labels, classes)
+    accuracy[group] = 100.0 * float(correct[in_group].mean()) if in_group.any() else None
+  return {"shot_accuracy": accuracy, "shot_groups": groups,
+          "ece": expected_calibration_error(labels, probabilities)}

@@ -230,3 +230,92 @@ def gaussian_reconstruction_loss(x_hat: Array, x: Array, log_scale: Array | floa
 def squared_error(x_hat: Array, x: Array) -> Array:
   """||x - x_hat||^2 of each example: [N, ...] -> [N] (the autoencoder loss and anomaly score)."""
   return _sum_per_example(jnp.square(x - x_hat))
+
+
+# ---------------------------------------------------------------------------
+# Long-tail classification losses. Each is the softmax cross-entropy of
+# adjusted logits; `class_counts` are the training set's images per class.
+# Working on log-softmax keeps them finite for any logit.
+# ---------------------------------------------------------------------------
+
+
+def log_prior(class_counts: Array) -> Array:
+  """log pi_c = log(n_c / sum n) of the training label distribution."""
+  counts = jnp.asarray(class_counts, jnp.float32)
+  return jnp.log(counts) - jnp.log(jnp.sum(counts))
+
+
+def _mean_cross_entropy(logits: Array, labels: Array, weights: Array | None = None) -> Array:
+  """Mean CE, or sum_i w_{y_i} CE_i / sum_i w_{y_i} with per-class `weights` (PyTorch's weighted CE)."""
+  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  if weights is None:
+    return jnp.mean(per_example)
+  w = jnp.take(jnp.asarray(weights, jnp.float32), labels)
+  return jnp.sum(w * per_example) / jnp.sum(w)
+
+
+def logit_adjusted_cross_entropy(logits: Array, labels: Array, class_counts: Array, tau: float = 1.0) -> Array:
+  """Logit-adjusted loss (Menon et al., ICLR 2021): mean CE of logits + tau * log pi.
+
+  Args:
+    logits: [N, C].
+    labels: [N] integer labels.
+    class_counts: [C] training images per class.
+    tau: the adjustment's temperature (1 is Fisher-consistent for the balanced error).
+  """
+  return _mean_cross_entropy(logits + tau * log_prior(class_counts), labels)
+
+
+def balanced_softmax_cross_entropy(logits: Array, labels: Array, class_counts: Array) -> Array:
+  """Balanced Softmax (Ren et al., NeurIPS 2020): mean CE of logits + log n_c."""
+  return _mean_cross_entropy(logits + jnp.log(jnp.asarray(class_counts, jnp.float32)), labels)
+
+
+def ldam_margins(class_counts: Array, max_margin: float = 0.5) -> Array:
+  """Delta_c = max_margin * n_c^(-1/4) / max_c n_c^(-1/4): the rarest class gets `max_margin`."""
+  inverse_fourth_root = jnp.asarray(class_counts, jnp.float32) ** -0.25
+  return max_margin * inverse_fourth_root / jnp.max(inverse_fourth_root)
+
+
+def ldam_logits(logits: Array, labels: Array, class_counts: Array, max_margin: float = 0.5,
+                scale: float = 30.0) -> Array:
+  """scale * (logits - Delta_y at the true class): the logits LDAM's cross-entropy sees."""
+  margins = jnp.take(ldam_margins(class_counts, max_margin), labels)
+  return scale * (logits - margins[:, None] * jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype))
+
+
+def ldam_loss(logits: Array, labels: Array, class_counts: Array, max_margin: float = 0.5, scale: float = 30.0,
+              weights: Array | None = None) -> Array:
+  """Label-distribution-aware margin loss (Cao et al., NeurIPS 2019).
+
+  CE(scale * (z - Delta_y * onehot(y))), the margin Delta_c proportional to n_c^(-1/4)
+  (`ldam_margins`). The paper applies it to cosine logits (a normalised linear head),
+  for which scale 30 is the published value.
+
+  Args:
+    logits: [N, C].
+    labels: [N].
+    class_counts: [C].
+    max_margin: the rarest class's margin.
+    scale: s.
+    weights: per-class weights [C] (deferred re-weighting), or None.
+
+  Returns:
+    The mean (weighted mean with `weights`) cross-entropy.
+  """
+  return _mean_cross_entropy(ldam_logits(logits, labels, class_counts, max_margin, scale), labels, weights)
+
+
+def posthoc_logit_adjustment(logits: Array, class_counts: Array, tau: float = 1.0) -> Array:
+  """Post-hoc logit adjustment (Menon et al., ICLR 2021): logits - tau * log pi, for the argmax."""
+  return logits - tau * log_prior(class_counts)
+
+
+def effective_number_weights(class_counts: Array, beta: float = 0.9999) -> Array:
+  """Class-balanced weights (Cui et al., CVPR 2019): (1 - beta) / (1 - beta^n_c), normalised to sum to C.
+
+  beta -> 1 approaches inverse frequency; beta = 0 gives equal weights.
+  """
+  counts = jnp.asarray(class_counts, jnp.float32)
+  raw = (1.0 - beta) / (1.0 - jnp.power(beta, counts)) if beta > 0 else jnp.ones_like(counts)
+  return raw / jnp.sum(raw) * counts.shape[0]

@@ -21,6 +21,9 @@ os.environ["XLA_FLAGS"] = common.xla_flags_with_cpu_defaults(
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Keep TensorFlow (used only by tf.data / TFDS) off any accelerator and small.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# gs:// paths go through gcsfs (to the Cloud Storage server of the `gcs` fixture), never through
+# TensorFlow's GCS client; epath caches this choice the first time it resolves a gs:// path.
+os.environ["EPATH_USE_TF"] = "false"
 
 import pytest  # noqa: E402
 import tempfile  # noqa: E402

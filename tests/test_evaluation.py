@@ -75,3 +75,23 @@ def test_frechet_distance_of_samples_shrinks_with_the_shift():
   assert far == pytest.approx(3 * 1.0, abs=0.1)
   with pytest.raises(ValueError, match="N >= 2"):
     evaluation.features_frechet_distance(a[:1], a)
+
+
+def test_expected_calibration_error_by_hand():
+  labels = np.array([0, 0, 1, 1])
+  # Two confident bins: 0.95 (both right) and 0.65 (one right of two).
+  probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.35, 0.65], [0.65, 0.35]])
+  expected = 0.5 * abs(1.0 - 0.95) + 0.5 * abs(0.5 - 0.65)
+  assert evaluation.expected_calibration_error(labels, probs) == pytest.approx(100 * expected)
+  perfect = np.eye(2)[labels]
+  assert evaluation.expected_calibration_error(labels, perfect) == pytest.approx(0.0)
+
+
+def test_shot_groups_and_their_accuracy():
+  assert [evaluation.shot_group(n) for n in (101, 100, 20, 19)] == ["many", "medium", "medium", "few"]
+  labels = np.array([0, 0, 1, 2, 2])
+  probs = np.eye(3)[[0, 1, 1, 2, 0]]
+  out = evaluation.long_tail_metrics(labels, probs, train_counts=[500, 50, 5])
+  assert out["shot_groups"] == ["many", "medium", "few"]
+  assert out["shot_accuracy"] == {"many": 50.0, "medium": 100.0, "few": 50.0}
+  assert evaluation.long_tail_metrics(labels, probs, train_counts=[500, 500, 500])["shot_accuracy"]["few"] is None

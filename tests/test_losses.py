@@ -142,3 +142,77 @@ class TestGradientPenalty:
   def test_shape_mismatch_is_an_error(self):
     with pytest.raises(ValueError, match="shapes differ"):
       losses.gradient_penalty(lambda x: x.sum(-1), jnp.ones((2, 3)), jnp.ones((3, 3)), jax.random.PRNGKey(0))
+
+
+# --- Long-tail classification losses -----------------------------------------------------------
+
+COUNTS = jnp.array([90.0, 9.0, 1.0])
+
+
+def _ce(logits, label):
+  return float(-logits[label] + np.log(np.sum(np.exp(logits))))
+
+
+def test_logit_adjusted_and_balanced_softmax_by_hand():
+  logits = jnp.array([[1.0, 0.5, -1.0], [0.0, 2.0, 0.0]])
+  labels = jnp.array([0, 2])
+  prior = np.array([0.9, 0.09, 0.01])
+  expected_la = np.mean([_ce(np.asarray(logits[i]) + 0.5 * np.log(prior), int(labels[i])) for i in range(2)])
+  chex.assert_trees_all_close(losses.logit_adjusted_cross_entropy(logits, labels, COUNTS, tau=0.5), expected_la,
+                              rtol=1e-6)
+  expected_bs = np.mean([_ce(np.asarray(logits[i]) + np.log(np.asarray(COUNTS)), int(labels[i])) for i in range(2)])
+  chex.assert_trees_all_close(losses.balanced_softmax_cross_entropy(logits, labels, COUNTS), expected_bs, rtol=1e-6)
+  # Balanced Softmax adds log n_c, logit adjustment with tau = 1 adds log (n_c / n): equal up to a constant.
+  chex.assert_trees_all_close(losses.balanced_softmax_cross_entropy(logits, labels, COUNTS),
+                              losses.logit_adjusted_cross_entropy(logits, labels, COUNTS, tau=1.0), rtol=1e-6)
+  posthoc = losses.posthoc_logit_adjustment(logits, COUNTS, tau=1.0)
+  chex.assert_trees_all_close(posthoc, logits - np.log(prior), rtol=1e-6)
+
+
+def test_ldam_margins_and_loss_by_hand():
+  margins = losses.ldam_margins(COUNTS, max_margin=0.5)
+  expected = np.asarray(COUNTS) ** -0.25
+  chex.assert_trees_all_close(margins, 0.5 * expected / expected.max(), rtol=1e-6)
+  assert float(margins[2]) == pytest.approx(0.5) and float(margins[0]) < float(margins[1]) < 0.5
+  logits = jnp.array([[0.2, 0.1, -0.3], [0.0, 0.4, 0.1]])
+  labels = jnp.array([1, 2])
+  per = [_ce(30.0 * (np.asarray(logits[i]) - float(margins[labels[i]]) * np.eye(3)[int(labels[i])]),
+             int(labels[i])) for i in range(2)]
+  chex.assert_trees_all_close(losses.ldam_loss(logits, labels, COUNTS), np.mean(per), rtol=1e-5)
+  weights = jnp.array([1.0, 2.0, 5.0])
+  chex.assert_trees_all_close(losses.ldam_loss(logits, labels, COUNTS, weights=weights),
+                              (2.0 * per[0] + 5.0 * per[1]) / 7.0, rtol=1e-5)
+
+
+def test_long_tail_loss_gradients_match_the_adjusted_softmax():
+  logits = jnp.array([[0.3, -0.2, 0.1]])
+  labels = jnp.array([2])
+  grad = jax.grad(lambda z: losses.logit_adjusted_cross_entropy(z, labels, COUNTS))(logits)
+  adjusted = np.asarray(logits[0]) + np.log(np.asarray(COUNTS) / 100.0)
+  softmax = np.exp(adjusted) / np.exp(adjusted).sum()
+  chex.assert_trees_all_close(grad[0], softmax - np.eye(3)[2], rtol=1e-5, atol=1e-7)
+  grad = jax.grad(lambda z: losses.ldam_loss(z, labels, COUNTS, scale=2.0))(logits)
+  shifted = 2.0 * (np.asarray(logits[0]) - 0.5 * np.eye(3)[2])
+  softmax = np.exp(shifted) / np.exp(shifted).sum()
+  chex.assert_trees_all_close(grad[0], 2.0 * (softmax - np.eye(3)[2]), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss", [
+    lambda z, y: losses.logit_adjusted_cross_entropy(z, y, COUNTS),
+    lambda z, y: losses.balanced_softmax_cross_entropy(z, y, COUNTS),
+    lambda z, y: losses.ldam_loss(z, y, COUNTS),
+])
+def test_long_tail_losses_stay_finite_at_extreme_logits(loss):
+  logits = jnp.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]])
+  labels = jnp.array([1, 2])
+  value, grad = jax.value_and_grad(loss)(logits, labels)
+  assert np.isfinite(float(value)) and float(value) > 1e3
+  assert np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_effective_number_weights():
+  weights = losses.effective_number_weights(COUNTS, beta=0.9999)
+  raw = (1 - 0.9999) / (1 - 0.9999 ** np.asarray(COUNTS))
+  chex.assert_trees_all_close(weights, raw / raw.sum() * 3, rtol=1e-4)
+  assert float(weights[2]) > float(weights[1]) > float(weights[0])
+  chex.assert_trees_all_close(losses.effective_number_weights(COUNTS, beta=0.0), jnp.ones(3))

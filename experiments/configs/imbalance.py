@@ -2,11 +2,14 @@
 
 Variants (the text after ':' in --config=path.py:variant):
   smoke: a 300-image profile, 1,000 test images, tiny generators, 2 seeds: under 3 minutes on 2 CPU cores.
-  cpu:   the real deepsmote_100 MNIST set and full test split, narrower generators, fewer steps,
-         3 seeds: sized to finish in under 90 minutes on 2 CPU cores.
+  cpu:   the real deepsmote_100 MNIST set and full test split, the cGAN and cVAE, every long-tail
+         loss and six combinations, narrower generators, fewer steps, 3 seeds: sized to finish
+         in under 90 minutes on 2 CPU cores.
   cpu_cgan10k: cpu, with the full config's 10,000 cGAN steps (lever 8 of docs/imbalance.md).
   cpu_cgan10k_mix: cpu_cgan10k, half of each class's gap generated and the rest real duplicates:
          the best generative training set measured (docs/imbalance.md).
+  cifar10_lt: CIFAR-10-LT (lt_100) with the ResNet-32 and recipe of Cao et al. (NeurIPS 2019):
+         200 epochs, random crops and flips; the generators at their full size: one GPU or TPU.
   (none): 5 seeds and full-size generators: one GPU or TPU.
 """
 import ml_collections
@@ -14,8 +17,9 @@ import ml_collections
 from experiments.configs import gan_common
 from experiments.configs import vae_common
 from experiments.configs import variants
+from gan_jax.data import imbalance
 
-VARIANTS = ("", "smoke", "cpu", "cpu_cgan10k", "cpu_cgan10k_mix")
+VARIANTS = ("", "smoke", "cpu", "cpu_cgan10k", "cpu_cgan10k_mix", "cifar10_lt")
 
 
 def get_config(variant=None):
@@ -32,7 +36,10 @@ def get_config(variant=None):
   # The imbalanced test subset; the balanced test set is always the whole test split.
   config.test_profile = "deepsmote_test"
   config.test_examples = 0  # 0: the whole test split; else a seeded subset (smoke tests)
-  config.methods = "none,class_weight,random_oversample,smote,dcgan,cgan,acgan,cvae"
+  # Methods: the classic remedies, the generators, the long-tail losses and <generator>+<loss>
+  # combinations (gan_jax.protocols.imbalance.methods lists them).
+  config.methods = ("none,class_weight,random_oversample,smote,dcgan,cgan,acgan,cvae,logit_adjustment,"
+                    "logit_adjustment_posthoc,balanced_softmax,ldam_drw,drw,crt,mixup_drw")
   config.num_seeds = 5
   config.smote_k = 5
   # Each method adds round(ratio * (n_max - n_c)) images to class c (1.0: every class reaches n_max).
@@ -45,12 +52,34 @@ def get_config(variant=None):
   # intended class at least this probability (rejected images are redrawn).
   # 0.9 raised the balanced accuracy of every generative method in the measured :cpu run (README).
   config.filter_confidence = 0.9
+  # A combination <generator>+<loss> adds this share of each class's gap (the first images of the
+  # generator's synthetic set) and leaves the rest to its loss.
+  config.combination_ratio = 0.5
+  # A balanced validation set of this many images per class, from the train images the profile
+  # leaves out: it only chooses post-hoc logit adjustment's tau (0: tau = la_tau).
+  config.validation_per_class = 100
+  # The long-tail remedies' published settings: logit adjustment's tau (Menon et al., ICLR 2021),
+  # LDAM's margin and scale and DRW's effective-number beta (Cao et al., NeurIPS 2019), mixup's
+  # alpha and Remix's kappa and tau (Chou et al., ECCV-W 2020).
+  config.la_tau = 1.0
+  config.ldam_max_margin = 0.5
+  config.ldam_scale = 30.0
+  config.drw_beta = 0.9999
+  config.mixup_alpha = 1.0
+  config.remix = True
+  config.remix_kappa = 3.0
+  config.remix_tau = 0.5
   # Generated-image quality: samples per class for the Frechet distance and the CAS classifier.
   config.cas_per_class = 1_000
-  # The classifier every method trains: the same CNN and schedule (Adam, fixed step count).
+  # The classifier every method trains: the same model and recipe. SGD with momentum and weight decay,
+  # a linear warm-up and two decays by 0.01 at 80 % and 90 % of the steps (Cao et al.'s schedule,
+  # whose first decay is where deferred re-weighting starts), and random shifts of up to 2 px.
+  # model: 'cnn' (conv_widths, hidden, dropout_rate) or 'resnet' (6 * resnet_blocks + 2 layers, BatchNorm).
   config.classifier = ml_collections.ConfigDict(dict(
-      conv_widths=(32, 64), hidden=128, dropout_rate=0.5, learning_rate=1e-3,
-      batch_size=128, num_steps=3_000, log_every=500))
+      model="cnn", resnet_blocks=5,
+      conv_widths=(32, 64), hidden=128, dropout_rate=0.5, optimizer="sgd", learning_rate=0.05, momentum=0.9,
+      weight_decay=5e-4, schedule="step", warmup_steps=100, decay_at="0.8,0.9", decay_factor=0.01,
+      augment="translate", batch_size=128, num_steps=3_000, crt_steps=600, log_every=500))
   config.evaluator_steps = 3_000  # the evaluator CNN (full balanced train split): Frechet features
   config.cas_steps = 3_000
 
@@ -83,10 +112,39 @@ def get_config(variant=None):
   if variant == "cpu_cgan10k_mix":
     config.synthetic_ratio = 0.5
     config.fill_remainder = "random_oversample"
+  if variant == "cifar10_lt":
+    apply_cifar10_lt(config)
   return config
 
 
+def apply_cifar10_lt(config, epochs: int = 200):
+  """CIFAR-10-LT as Cao et al. train it: ResNet-32, SGD 0.1 with momentum 0.9, weight decay 2e-4,
+  batch 128, 5 warm-up epochs, decays by 0.01 at epochs 160 and 180 of 200, crops and flips."""
+  config.dataset = "cifar10"
+  config.profile = "lt_100"  # 5000 ... 50 images per class: the whole head class, so no validation set
+  config.validation_per_class = 0  # post-hoc adjustment uses tau = la_tau = 1 (Menon et al.'s setting)
+  # The imbalanced test subset: the same exponential shape from the 1,000 test images per class.
+  config.test_profile = ",".join(str(round(1000 * 100 ** (-i / 9))) for i in range(10))
+  train_images = int(sum(imbalance.profile_counts("lt_100", [imbalance.LONG_TAIL_N_MAX] * 10)))  # 12,408
+  cls = config.classifier
+  cls.model, cls.resnet_blocks = "resnet", 5
+  cls.learning_rate, cls.weight_decay, cls.batch_size = 0.1, 2e-4, 128
+  cls.num_steps = epochs * train_images // cls.batch_size
+  cls.warmup_steps = 5 * train_images // cls.batch_size
+  cls.crt_steps = 10 * train_images // cls.batch_size
+  cls.augment = "crop_flip"
+  cls.log_every = 1_000
+  config.evaluator_steps = cls.num_steps // 4  # on the full, balanced 50,000 images
+  config.cas_steps = cls.num_steps // 4
+
+
+# Every generator in a combination, and every long-tail loss in one (the smoke run covers them all).
+SMOKE_COMBINATIONS = ("cgan+logit_adjustment,cvae+balanced_softmax,acgan+ldam_drw,dcgan+drw,cgan+crt,"
+                      "cvae+mixup_drw,cgan+logit_adjustment_posthoc")
+
+
 def apply_smoke(config):
+  config.methods += "," + SMOKE_COMBINATIONS
   config.profile = "100,50,40,30,25,20,15,12,10,8"
   config.test_profile = "50,30,20,15,10,8,6,5,4,3"
   config.test_examples = 1_000
@@ -97,7 +155,10 @@ def apply_smoke(config):
   config.classifier.hidden = 32
   config.classifier.batch_size = 32
   config.classifier.num_steps = 30
+  config.classifier.crt_steps = 10
+  config.classifier.warmup_steps = 5
   config.classifier.log_every = 0
+  config.validation_per_class = 5
   config.evaluator_steps = 30
   config.cas_steps = 30
   for gan in (config.generators.dcgan, config.generators.cgan, config.generators.acgan):
@@ -108,11 +169,24 @@ def apply_smoke(config):
   config.generators.cvae.batch_size = 8
 
 
+# The :cpu runs: the classic remedies, the two conditional generators (one model each; the
+# per-class DCGANs and the ACGAN trailed them in every measured run and cost 27 of the 2-core
+# budget's minutes), every long-tail loss, and each generator with the three losses that need
+# no second stage.
+CPU_METHODS = ("none,class_weight,random_oversample,smote,cgan,cvae,logit_adjustment,logit_adjustment_posthoc,"
+               "balanced_softmax,ldam_drw,drw,crt,mixup_drw,cgan+logit_adjustment,cgan+balanced_softmax,cgan+drw,"
+               "cvae+logit_adjustment,cvae+balanced_softmax,cvae+drw")
+
+
 def apply_cpu(config):
-  # Measured on the 2-core CPU: the classifier trains at ~2,000 img/s, the width-32
-  # cGAN/ACGAN at ~1,000 img/s; 3 seeds x 8 methods of 1,000 classifier steps dominate.
+  # Measured on the 2-core CPU: the classifier trains at ~1,100 img/s, so 3 seeds x 17
+  # classifiers of 1,000 batches of 64 take about an hour; batch 64 at half the rate of 128.
+  config.methods = CPU_METHODS
   config.num_seeds = 3
+  config.classifier.batch_size = 64
+  config.classifier.learning_rate = 0.025
   config.classifier.num_steps = 1_000
+  config.classifier.crt_steps = 200
   config.classifier.log_every = 0
   config.evaluator_steps = 1_000
   config.cas_steps = 1_000

@@ -137,3 +137,29 @@ class InMemoryDataset:
     rows = batch_indices(step, num_examples=self.num_examples, batch_size=batch_size, seed=seed)
     rows = process_slice(rows, process_index, process_count)
     return {"image": self.images[rows], "label": self.labels[rows]}
+
+
+def class_balanced_indices(step: int, labels: np.ndarray, batch_size: int, seed: int) -> np.ndarray:
+  """The example indices of class-balanced batch number `step`: each row a uniform class, then a uniform image of it.
+
+  The sampling of the classifier re-training stage of cRT (Kang et al., ICLR 2020);
+  a pure function of (seed, step), so a resumed run draws the same batches.
+
+  Args:
+    step: batch number (>= 0).
+    labels: int labels [N] of the data set.
+    batch_size: rows of the batch.
+    seed: non-negative seed.
+
+  Returns:
+    int64 [batch_size].
+  """
+  if step < 0 or seed < 0:
+    raise ValueError(f"step and seed must be non-negative, got {step} and {seed}")
+  labels = np.asarray(labels)
+  classes = np.unique(labels)
+  members = [np.flatnonzero(labels == c) for c in classes]
+  rng = np.random.default_rng([int(seed), int(step), 0xCB])
+  picked = rng.integers(0, len(classes), batch_size)
+  within = rng.random(batch_size)
+  return np.asarray([members[c][int(u * len(members[c]))] for c, u in zip(picked, within)], np.int64)

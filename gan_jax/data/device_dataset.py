@@ -62,6 +62,12 @@ class DeviceDataset:
         jax.process_index(), jax.process_count()) for s in steps]
     return np.stack(per_step).astype(np.int32)
 
+  def gather(self, rows: np.ndarray) -> dict[str, jax.Array]:
+    """The batches of global row indices `rows` [num_batches, B] (this process's slice of each), sharded."""
+    local = np.stack([batch_order.process_slice(r, jax.process_index(), jax.process_count()) for r in rows])
+    return self._gather(self._images, self._labels, parallel.shard_batch(local.astype(np.int32), self.mesh,
+                                                                         batch_axis=1))
+
   def batches(self, steps: Sequence[int], batch_size: int, seed: int) -> dict[str, jax.Array]:
     """The global batches `steps` stacked: {'image': [len(steps), B, H, W, C], 'label': [len(steps), B]}.
 

@@ -16,11 +16,16 @@ _FIXED_PROFILES = {
     "deepsmote_100": (4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40),
     "deepsmote_test": (1000, 500, 250, 187, 125, 87, 50, 25, 15, 10),
 }
+# The long-tail protocol of Cao et al. (NeurIPS 2019): exponential counts from n_max = 5000
+# down to 5000 / rho for the last class (CIFAR-10-LT with rho = 100 keeps 5000 ... 50).
+LONG_TAIL_N_MAX = 5000
+_LONG_TAIL_PROFILES = {"lt_10": 10.0, "lt_50": 50.0, "lt_100": 100.0}
 # The keyword parameters each named profile needs; anything else passed is an error
 # because a silently ignored `rho` would make a run look imbalanced when it is not.
 _PROFILE_PARAMS = {
     "balanced": (),
     **{name: () for name in _FIXED_PROFILES},
+    **{name: () for name in _LONG_TAIL_PROFILES},
     "exponential": ("rho", "n_max"),
     "step": ("minority_classes", "fraction"),
 }
@@ -161,6 +166,8 @@ def profile_counts(profile: str | Sequence[int], available: Sequence[int] | np.n
     counts = explicit
   elif name in _FIXED_PROFILES:
     counts = list(_FIXED_PROFILES[name])
+  elif name in _LONG_TAIL_PROFILES:
+    counts = _exponential(num_classes, _LONG_TAIL_PROFILES[name], LONG_TAIL_N_MAX)
   elif name == "exponential":
     counts = _exponential(num_classes, params.get("rho"), params.get("n_max"))
   elif name == "step":

@@ -15,8 +15,9 @@ from absl import logging
 from gan_jax.data import imbalance
 from gan_jax.data import sources
 
-# Tags of the seeded subsets drawn from a test split (kept: they fix which images earlier runs used).
+# Tags of the seeded subsets drawn from a split (kept: they fix which images earlier runs used).
 TEST_SUBSET_TAG = 0x7E57
+VALIDATION_TAG = 0x7A1
 Arrays = tuple[np.ndarray, np.ndarray]
 
 
@@ -27,14 +28,39 @@ def seeded_subset(num_examples: int, limit: int, seed: int, tag: int = TEST_SUBS
   return np.sort(np.random.default_rng([seed, tag]).permutation(num_examples)[:limit])
 
 
+def cut_indices(labels: np.ndarray, spec: imbalance.ImbalanceSpec, seed: int, num_classes: int) -> np.ndarray:
+  """Sorted indices of the imbalanced subset `spec` describes (every index when it keeps everything)."""
+  if not spec.active:
+    return np.arange(len(labels))
+  counts = spec.counts(imbalance.class_counts(labels, num_classes))
+  return imbalance.make_imbalanced(labels, counts, seed, num_classes=num_classes)
+
+
 def cut(images: np.ndarray, labels: np.ndarray, spec: imbalance.ImbalanceSpec, seed: int,
         num_classes: int) -> Arrays:
   """The imbalanced subset `spec` describes (the arrays themselves when it keeps everything)."""
   if not spec.active:
     return images, labels
-  counts = spec.counts(imbalance.class_counts(labels, num_classes))
-  keep = imbalance.make_imbalanced(labels, counts, seed, num_classes=num_classes)
+  keep = cut_indices(labels, spec, seed, num_classes)
   return images[keep], labels[keep]
+
+
+def validation_indices(labels: np.ndarray, used: np.ndarray, per_class: int, seed: int, num_classes: int) -> np.ndarray:
+  """A balanced validation set: `per_class` images of each class among the rows not in `used`.
+
+  Raises:
+    ValueError: a class has fewer unused images than asked for.
+  """
+  unused = np.ones(len(labels), bool)
+  unused[used] = False
+  picked = []
+  for c in range(num_classes):
+    members = np.flatnonzero(unused & (labels == c))
+    if len(members) < per_class:
+      raise ValueError(f"class {c} has {len(members)} train images outside the imbalanced subset, fewer than "
+                       f"config.validation_per_class={per_class}; lower it or the profile's n_max")
+    picked.append(np.random.default_rng([seed, VALIDATION_TAG, c]).permutation(members)[:per_class])
+  return np.sort(np.concatenate(picked)).astype(np.int64) if picked else np.zeros(0, np.int64)
 
 
 def imbalanced_test_subset(images: np.ndarray, labels: np.ndarray, test_profile: str, seed: int,
@@ -61,12 +87,14 @@ class Splits:
     full_train: the whole train split.
     test: the test split, or its seeded subset.
     imbalanced_test: `test` cut with the test profile (None without one).
+    validation: a balanced set from the train split, disjoint from `train` (None unless asked for).
   """
   info: sources.DatasetInfo
   train: Arrays
   full_train: Arrays
   test: Arrays | None = None
   imbalanced_test: Arrays | None = None
+  validation: Arrays | None = None
 
   @property
   def num_classes(self) -> int:
@@ -82,7 +110,7 @@ class Splits:
 
 def load_splits(dataset: str, *, imbalance_spec: imbalance.ImbalanceSpec | None = None, seed: int = 0,
                 idx_dir: str | os.PathLike | None = None, with_test: bool = True, test_examples: int = 0,
-                test_profile: str = "") -> Splits:
+                test_profile: str = "", validation_per_class: int = 0) -> Splits:
   """Loads a data set once and cuts it.
 
   Args:
@@ -93,13 +121,20 @@ def load_splits(dataset: str, *, imbalance_spec: imbalance.ImbalanceSpec | None 
     with_test: also load the test split.
     test_examples: > 0 keeps a seeded subset of that many test images.
     test_profile: '' or a profile for the imbalanced test subset.
+    validation_per_class: > 0 also draws a balanced validation set of that many images per class
+      from the train images the imbalanced subset leaves out.
 
   Returns:
     A `Splits`.
   """
   info = sources.get_dataset_info(dataset)
   full_train = sources.load_arrays(dataset, "train", idx_dir=idx_dir)
-  train = cut(*full_train, imbalance_spec or imbalance.ImbalanceSpec(), seed, info.num_classes)
+  used = cut_indices(full_train[1], imbalance_spec or imbalance.ImbalanceSpec(), seed, info.num_classes)
+  train = (full_train[0][used], full_train[1][used]) if len(used) < len(full_train[1]) else full_train
+  validation = None
+  if validation_per_class > 0:
+    rows = validation_indices(full_train[1], used, validation_per_class, seed, info.num_classes)
+    validation = (full_train[0][rows], full_train[1][rows])
   test = imbalanced = None
   if with_test:
     test_images, test_labels = sources.load_arrays(dataset, "test", idx_dir=idx_dir)
@@ -107,4 +142,4 @@ def load_splits(dataset: str, *, imbalance_spec: imbalance.ImbalanceSpec | None 
     test = (test_images[keep], test_labels[keep])
     if test_profile:
       imbalanced = imbalanced_test_subset(*test, test_profile, seed, info.num_classes)
-  return Splits(info, train, full_train, test, imbalanced)
+  return Splits(info, train, full_train, test, imbalanced, validation)

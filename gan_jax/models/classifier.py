@@ -5,6 +5,7 @@ from typing import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
@@ -19,16 +20,38 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
+HEADS = ("linear", "cosine")
+
+
+class CosineHead(nn.Module):
+  """Cosine similarities of the features with one learned direction per class, in [-1, 1].
+
+  The normalised linear layer of LDAM (Cao et al., NeurIPS 2019): the loss multiplies
+  the cosines by a scale s; `CNNClassifier` does the same for predictions.
+  """
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.num_classes))
+    normalize = lambda v, axis: v / (jnp.linalg.norm(v, axis=axis, keepdims=True) + 1e-12)
+    return normalize(x, -1) @ normalize(kernel, 0)
+
+
 class CNNClassifier(nn.Module):
   """Two (3x3 conv, ReLU, 2x2 max-pool) blocks, dense hidden layer, dropout, logits.
 
   `__call__(..., return_features=True)` also returns the hidden-layer activations,
   which serve as the feature space of the Frechet distance of generated images.
+  `head='cosine'` replaces the last dense layer by a `CosineHead` whose cosines are
+  multiplied by `cosine_scale` to give the logits.
   """
   num_classes: int = 10
   conv_widths: Sequence[int] = (32, 64)
   hidden: int = 128
   dropout_rate: float = 0.5
+  head: str = "linear"
+  cosine_scale: float = 30.0
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = True, return_features: bool = False):
@@ -39,5 +62,8 @@ class CNNClassifier(nn.Module):
     x = x.reshape(x.shape[0], -1)
     features = nn.relu(nn.Dense(self.hidden)(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
-    logits = nn.Dense(self.num_classes)(x)
+    if self.head == "cosine":
+      logits = self.cosine_scale * CosineHead(self.num_classes, name="cosine_head")(x)
+    else:
+      logits = nn.Dense(self.num_classes)(x)
     return (logits, features) if return_features else logits

@@ -109,8 +109,7 @@ def test_explicit_counts(profile):
 
 
 @pytest.mark.parametrize("profile,params,phrase", [
-    ("zipf", {}, "Unknown imbalance profile 'zipf'; choose one of: balanced, deepsmote_100, deepsmote_test, "
-                 "exponential, step"),
+    ("zipf", {}, "Unknown imbalance profile 'zipf'; choose one of: " + ", ".join(imbalance.PROFILES)),
     ("exponential", {"rho": 10.0}, "needs rho .* and n_max .*, got rho=10.0, n_max=None"),
     ("exponential", {"rho": 0.5, "n_max": 100}, "rho >= 1, got rho=0.5"),
     ("exponential", {"rho": 2.0, "n_max": 0}, "n_max > 0, got n_max=0"),
@@ -143,3 +142,13 @@ def test_balance_by_repetition_equalises_classes_with_even_repeats():
   assert sorted(copies[13:].tolist()) == [2, 2, 3, 3]
   np.testing.assert_array_equal(rows, imbalance.balance_by_repetition(labels, seed=0))
   assert not np.array_equal(rows, imbalance.balance_by_repetition(labels, seed=1))
+
+
+@pytest.mark.parametrize("name,rho", [("lt_10", 10), ("lt_50", 50), ("lt_100", 100)])
+def test_long_tail_profiles_follow_cao_et_al(name, rho):
+  counts = imbalance.profile_counts(name, [6000] * 10)
+  expected = [round(5000 * rho ** (-i / 9)) for i in range(10)]  # n_i = n_max * rho^(-i / (C - 1))
+  assert list(counts) == expected and counts[0] == 5000 and counts[-1] == 5000 // rho
+  labels = np.repeat(np.arange(10), 4000)  # a split without n_max images of the head class
+  with pytest.raises(ValueError, match="class 0 has 4000 images, asked for 5000"):
+    imbalance.make_imbalanced(labels, counts, seed=0)

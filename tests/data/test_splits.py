@@ -39,3 +39,23 @@ def test_load_splits_cuts_once_and_keeps_the_full_split(idx_dir):
   again = splits.load_splits("mnist", imbalance_spec=spec, seed=0, idx_dir=str(idx_dir), with_test=False)
   np.testing.assert_array_equal(again.train[0], data.train[0])
   assert again.test is None and again.imbalanced_test is None
+
+
+def test_long_tail_profiles_follow_cao_et_al():
+  counts = imbalance.profile_counts("lt_100", [6000] * 10)
+  assert counts[0] == 5000 and counts[-1] == 50
+  assert counts == imbalance.profile_counts("exponential", [6000] * 10, rho=100.0, n_max=5000)
+  assert imbalance.profile_counts("lt_10", [6000] * 10)[-1] == 500
+
+
+def test_validation_set_is_balanced_and_disjoint_from_the_training_subset(idx_dir):
+  spec = imbalance.ImbalanceSpec("lt_100")
+  data = splits.load_splits("mnist", imbalance_spec=spec, seed=1, idx_dir=str(idx_dir), with_test=False,
+                            validation_per_class=100)
+  assert np.bincount(data.validation[1], minlength=10).tolist() == [100] * 10
+  train_rows = {r.tobytes() for r in data.train[0].reshape(len(data.train[0]), -1)}
+  # No validation image is one of the training images (MNIST has no exact duplicates across these).
+  assert not any(r.tobytes() in train_rows for r in data.validation[0].reshape(1000, -1))
+  with pytest.raises(ValueError, match="fewer than config.validation_per_class=1000"):
+    splits.load_splits("mnist", imbalance_spec=spec, seed=1, idx_dir=str(idx_dir), with_test=False,
+                       validation_per_class=1000)

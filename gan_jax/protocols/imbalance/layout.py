@@ -5,7 +5,8 @@
   models/filter.msgpack                class-weighted CNN on the imbalanced set (confidence filter)
   generators/<method>/                 a generator's training run (per-class methods: class<c>/), done.json when finished
   synthetic/<method>.npz, .json        the images a method adds; the .json (counts, filter acceptance) marks it done
-  classifiers/<method>/seed<k>.json    metrics of one classifier run on both test sets
+  classifiers/<method>/seed<k>.json    metrics of one classifier run on both test sets (.msgpack: its
+                                       parameters, kept where cRT or post-hoc adjustment builds on them)
   quality/real.json, <method>.json     per-class Frechet distance, evaluator accuracy, CAS; <method>_samples.npz
   results.json|csv|md, *.png           the report
 """
@@ -52,6 +53,10 @@ class Layout:
 
   def classifier(self, method: str, seed_index: int) -> str:
     return self._at("classifiers", method, f"seed{seed_index}.json")
+
+  def classifier_params(self, method: str, seed_index: int) -> str:
+    """The trained parameters of a plain classifier that cRT and post-hoc adjustment build on."""
+    return self._at("classifiers", method, f"seed{seed_index}.msgpack")
 
   def quality(self, source: str) -> str:
     return self._at("quality", f"{source}.json")

@@ -1,13 +1,17 @@
-"""The rebalancing methods of the imbalance benchmark: one `Method` record each, built from a data part and a loss part.
+"""The rebalancing methods of the imbalance benchmark: one `Method` record each, a data part and a loss part.
 
 The data part says where images beyond the imbalanced real set come from:
 nowhere (`real`), imbalanced-learn's resamplers (`random_oversample`, `smote`)
 or a generator (`gan_jax.protocols.imbalance.generators`). The loss part says
-how the classifier's loss treats the classes (`cross_entropy`, or
-inverse-frequency `class_weight`). A method name is a data part, a loss part
-(on the real set), or `<data part>+<loss part>`. Each method that adds images
-adds round(ratio * (n_max - n_c)) to class c, so ratio 1 brings every class to
-the majority count n_max.
+how the classifier learns from them: plain cross-entropy, inverse-frequency
+class weights, or one of the long-tail remedies (logit adjustment, Balanced
+Softmax, LDAM with deferred re-weighting, DRW, classifier re-training, mixup /
+Remix with DRW). A method name is a data part, a loss part (on the real set),
+or `<generator>+<loss part>`: generated images and a loss, combined.
+
+Each method that adds images adds round(ratio * (n_max - n_c)) to class c, so
+ratio 1 brings every class to the majority count n_max; a combination adds
+`combination_ratio` of the gap and leaves the rest to its loss.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from gan_jax.protocols.imbalance import generators
 # How the classifier closes the gap that synthetic_ratio < 1 leaves (`training_set`).
 FILL_REMAINDER = ("none", "class_weight", "random_oversample")
 RESAMPLERS = ("random_oversample", "smote")
+GROUPS = ("baseline", "classic", "generative", "loss", "combined")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +38,33 @@ class DataPart:
 
 @dataclasses.dataclass(frozen=True)
 class LossPart:
-  """How the classifier's loss weighs the classes ('cross_entropy': equally)."""
+  """How the classifier's loss treats the classes.
+
+  Attributes:
+    name: as written in config.methods.
+    kind: the loss (classifier_step.LOSS_KINDS).
+    head: 'linear', or 'cosine' (the normalised head LDAM is defined on).
+    weights: 'none' or 'inverse_frequency' (N / (C n_c), from the first step).
+    deferred: 'none' or 'effective_number': class-balanced weights from the learning-rate
+      decay on (deferred re-weighting, Cao et al., NeurIPS 2019).
+    mixup: trains on mixup batches (with Remix's labels when config.remix).
+    posthoc: trains with plain cross-entropy and predicts with post-hoc logit adjustment.
+    retrain_head: re-trains the last layer of the plain cross-entropy classifier on
+      class-balanced batches, the features frozen (cRT, Kang et al., ICLR 2020).
+  """
   name: str
+  kind: str = "cross_entropy"
+  head: str = "linear"
+  weights: str = "none"
+  deferred: str = "none"
+  mixup: bool = False
+  posthoc: bool = False
+  retrain_head: bool = False
+
+  @property
+  def builds_on_plain(self) -> bool:
+    """Whether it starts from (or predicts with) the plain cross-entropy classifier of the same data."""
+    return self.posthoc or self.retrain_head
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +75,9 @@ class Method:
     name: as written in config.methods.
     data: its data part.
     loss: its loss part.
-    group: 'baseline' (none), 'classic' (remedies without a generator) or 'generative' (the
-      report's verdict compares the best of the last two groups).
+    group: 'baseline' (none), 'classic' (class weights and resampling), 'generative' (generated
+      images, cross-entropy), 'loss' (a long-tail loss on the real set) or 'combined'
+      (generated images and a long-tail loss); the report's verdict compares the groups.
   """
   name: str
   data: DataPart
@@ -61,41 +92,72 @@ class Method:
   def generator(self) -> str | None:
     return self.data.name if self.data.kind == "generator" else None
 
+  @property
+  def plain(self) -> str:
+    """The method with this data part and plain cross-entropy (what cRT and post-hoc start from)."""
+    return "none" if self.data.kind == "real" else self.data.name
+
 
 REAL = DataPart("real", "real")
 DATA_PARTS = {p.name: p for p in [REAL] + [DataPart(n, "resample") for n in RESAMPLERS] +
               [DataPart(n, "generator") for n in generators.GENERATORS]}
 CROSS_ENTROPY = LossPart("cross_entropy")
-LOSS_PARTS = {p.name: p for p in (CROSS_ENTROPY, LossPart("class_weight"))}
+CLASS_WEIGHT = LossPart("class_weight", weights="inverse_frequency")
+# The long-tail remedies, in the order the report lists them.
+LONG_TAIL_LOSSES = (
+    LossPart("logit_adjustment", kind="logit_adjusted"),
+    LossPart("logit_adjustment_posthoc", posthoc=True),
+    LossPart("balanced_softmax", kind="balanced_softmax"),
+    LossPart("ldam_drw", kind="ldam", head="cosine", deferred="effective_number"),
+    LossPart("drw", deferred="effective_number"),
+    LossPart("crt", retrain_head=True),
+    LossPart("mixup_drw", mixup=True, deferred="effective_number"),
+)
+LOSS_PARTS = {p.name: p for p in (CROSS_ENTROPY, CLASS_WEIGHT) + LONG_TAIL_LOSSES}
 
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method("none", REAL, CROSS_ENTROPY, "baseline"),
-    Method("class_weight", REAL, LOSS_PARTS["class_weight"], "classic"),
+    Method("class_weight", REAL, CLASS_WEIGHT, "classic"),
     *(Method(n, DATA_PARTS[n], CROSS_ENTROPY, "classic") for n in RESAMPLERS),
     *(Method(n, DATA_PARTS[n], CROSS_ENTROPY, "generative") for n in generators.GENERATORS),
+    *(Method(p.name, REAL, p, "loss") for p in LONG_TAIL_LOSSES),
 ]}
 
 
+def _allowed() -> str:
+  return (f"{', '.join(METHODS)}, or <generator>+<loss> with a generator of {', '.join(generators.GENERATORS)} "
+          f"and a loss of {', '.join(p.name for p in LONG_TAIL_LOSSES)}")
+
+
 def get_method(name: str) -> Method:
-  """The record of a method name (ValueError listing the methods otherwise)."""
+  """The record of a method name: a registered method or a `<generator>+<loss>` combination."""
   if name in METHODS:
     return METHODS[name]
-  raise ValueError(f"Unknown method(s) {[name]} in config.methods; choose from: {', '.join(METHODS)}")
+  data_name, _, loss_name = name.partition("+")
+  data, loss = DATA_PARTS.get(data_name), LOSS_PARTS.get(loss_name)
+  if data is None or data.kind != "generator" or loss not in LONG_TAIL_LOSSES:
+    raise ValueError(f"Unknown method(s) {[name]} in config.methods; choose from: {_allowed()}")
+  return Method(name, data, loss, "combined")
 
 
 def parse_methods(value) -> list[str]:
-  """'none,smote' / ('none', 'smote') -> ['none', 'smote'], in the registry's order.
+  """'none,smote,cgan+drw' -> registered methods in the registry's order, then combinations as given.
+
+  A method that builds on the plain cross-entropy classifier of its data (crt,
+  logit_adjustment_posthoc) brings that method into the run.
 
   Raises:
     ValueError: an unknown or repeated method, or none at all.
   """
   names = checks.parse_list(value)
-  unknown = [n for n in names if n not in METHODS]
-  if unknown or not names:
-    raise ValueError(f"Unknown method(s) {unknown or value!r} in config.methods; choose from: {', '.join(METHODS)}")
+  if not names:
+    raise ValueError(f"Unknown method(s) {value!r} in config.methods; choose from: {_allowed()}")
   if len(set(names)) != len(names):
     raise ValueError(f"config.methods lists a method twice: {value!r}")
-  return [m for m in METHODS if m in names]
+  records = [get_method(n) for n in names]
+  wanted = set(names) | {m.plain for m in records if m.loss.builds_on_plain}
+  combinations = [m.name for m in records if m.name not in METHODS]
+  return [m for m in METHODS if m in wanted] + combinations
 
 
 def remainder_counts(real_counts: Sequence[int], augmented_counts: Sequence[int]) -> np.ndarray:
@@ -213,28 +275,41 @@ def sample_with_filter(sample: Callable[[int, int], np.ndarray], add: Sequence[i
                                                                    "filled": filled}
 
 
+def combination_additions(added: tuple[np.ndarray, np.ndarray], wanted: Sequence[int]
+                          ) -> tuple[np.ndarray, np.ndarray]:
+  """The first `wanted[c]` images of each class of a generator's additions (drawn i.i.d., so a fair subset)."""
+  images, labels = added
+  rows = np.concatenate([np.flatnonzero(labels == c)[:int(n)] for c, n in enumerate(wanted)] or [np.zeros(0, int)])
+  if any(int(np.sum(labels == c)) < int(n) for c, n in enumerate(wanted)):
+    raise ValueError("the generator's synthetic set has fewer images than the combination needs; "
+                     "config.combination_ratio must not exceed config.synthetic_ratio")
+  rows = np.sort(rows)
+  return images[rows], labels[rows]
+
+
 def training_set(method: Method, real: tuple[np.ndarray, np.ndarray], added: tuple[np.ndarray, np.ndarray] | None,
                  *, num_classes: int, fill_remainder: str, seed: int):
-  """A method's classifier training set and per-class loss weights (None: unweighted).
+  """A method's classifier training set and inverse-frequency loss weights (None: unweighted).
 
   The real imbalanced set plus the method's added images. A method that adds
-  images and leaves a gap (synthetic_ratio < 1) has it closed by
-  `fill_remainder`: inverse-frequency weights over the augmented set, or
-  duplicates of real images drawn by imbalanced-learn. The `class_weight` loss
-  part weighs the final set by inverse class frequency.
+  images with cross-entropy and leaves a gap (synthetic_ratio < 1) has it closed by
+  `fill_remainder`: inverse-frequency weights over the augmented set, or duplicates
+  of real images drawn by imbalanced-learn; a combination leaves the gap to its
+  loss. The `class_weight` loss part weighs the final set by inverse class frequency.
 
   Returns:
     (uint8 images, int32 labels, class weights [C] or None).
   """
   images, labels = real
+  fill = fill_remainder if method.loss.name == "cross_entropy" else "none"
   if method.adds_images:
     images = np.concatenate([images, added[0]])
     labels = np.concatenate([labels, added[1]]).astype(np.int32)
-    if fill_remainder == "random_oversample":
+    if fill == "random_oversample":
       real_counts = np.bincount(real[1], minlength=num_classes)
       missing = remainder_counts(real_counts, np.bincount(labels, minlength=num_classes))
       extra_images, extra_labels = imblearn_synthetic("random_oversample", *real, missing, seed)
       images = np.concatenate([images, extra_images])
       labels = np.concatenate([labels, extra_labels]).astype(np.int32)
-  weighted = method.loss.name == "class_weight" or (method.adds_images and fill_remainder == "class_weight")
+  weighted = method.loss.weights == "inverse_frequency" or (method.adds_images and fill == "class_weight")
   return images, labels, inverse_frequency_weights(labels, num_classes) if weighted else None

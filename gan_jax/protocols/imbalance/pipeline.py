@@ -12,18 +12,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import flax
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import evaluation
 from gan_jax import fs
 from gan_jax import parallel
 from gan_jax import preemption
 from gan_jax import stages
 from gan_jax import workdir as workdir_lib
 from gan_jax.data import splits
+from gan_jax.protocols.imbalance import classifiers as classifiers_lib
 from gan_jax.protocols.imbalance import generators as generators_lib
 from gan_jax.protocols.imbalance import layout as layout_lib
 from gan_jax.protocols.imbalance import methods as methods_lib
@@ -45,8 +46,14 @@ class Study:
     self.num_classes = data.num_classes
     self.counts = data.train_counts()
     self.add = methods_lib.synthetic_counts(self.counts, config.synthetic_ratio)
-    self.programs = classifier_loop.build_programs(config.classifier, self.num_classes, data.image_shape, mesh)
-    self.template = jax.device_get(self.programs.init(jax.random.PRNGKey(0)).params)
+    self.classifiers = classifiers_lib.Classifiers(config, self.num_classes, data.image_shape, mesh)
+    self.programs = self.classifiers.plain
+    self.template = jax.device_get(self.programs.init(jax.random.PRNGKey(0)).variables())
+    self.real_counts = self.counts
+    gap = methods_lib.synthetic_counts(self.counts, 1.0)
+    self.combination_add = np.round(config.combination_ratio * gap).astype(np.int64)
+    # Plain classifiers that cRT or post-hoc adjustment build on keep their parameters.
+    self.kept = {m.plain for m in plan.methods if m.loss.builds_on_plain}
     self.test_sets = {"balanced": data.test, "imbalanced": data.imbalanced_test}
     self.generator_data = generators_lib.Data(*data.train, num_classes=self.num_classes, seed=int(config.seed),
                                               num_devices=mesh.size)
@@ -57,13 +64,15 @@ class Study:
   # --- shared pieces -------------------------------------------------------------------------
 
   def train(self, images, labels, seed, steps, name, class_weights=None):
-    cls = self.config.classifier
-    return classifier_loop.train_classifier(self.programs, images, labels, seed=seed, num_steps=steps,
-                                            batch_size=cls.batch_size, class_weights=class_weights,
-                                            log_every=cls.log_every, name=name)
+    return self.classifiers.train(self.programs, images, labels, seed=seed, steps=steps, name=name,
+                                  class_weights=class_weights)
 
   def params(self, path: str):
-    return stages.load_payload(path, self.template)
+    """A classifier's variables from its .msgpack file."""
+    state = flax.serialization.msgpack_restore(fs.read_bytes(path))
+    if "params" not in state:  # a file of the parameters alone: a model without other variables
+      state = {"params": state}
+    return flax.serialization.from_state_dict(self.template, state)
 
   def generator_classes(self, name: str) -> list[int]:
     """The classes a generator is trained for: those that need images (per-class models), else all."""
@@ -97,67 +106,102 @@ class Study:
       plan.append(stages.Stage("filter", layout.filter, lambda: self.train(
           *self.data.train, seeds.filter_classifier(config.seed), cls.num_steps, "filter",
           methods_lib.inverse_frequency_weights(self.data.train[1], self.num_classes)), cls.num_steps))
-    generative = [m for m in self.plan.methods if m.generator]
-    for method in generative:
-      name = method.generator
+    generator_names = list(dict.fromkeys(m.generator for m in self.plan.methods if m.generator))
+    for name in generator_names:
       plan += generators_lib.get(name).stages(config.generators[name], layout, self.generator_data,
                                               self.generator_classes(name))
-    for method in self.plan.methods:
-      if method.adds_images:
-        plan.append(stages.Stage(f"synthetic {method.name}", layout.synthetic_info(method.name),
-                                 lambda m=method: self.synthetic(m)))
+    for data_name in dict.fromkeys(m.data.name for m in self.plan.methods if m.adds_images):
+      plan.append(stages.Stage(f"synthetic {data_name}", layout.synthetic_info(data_name),
+                               lambda d=methods_lib.DATA_PARTS[data_name]: self.synthetic(d)))
     for method in self.plan.methods:
       for k in range(config.num_seeds):
         plan.append(stages.Stage(f"classifier {method.name} seed {k}", layout.classifier(method.name, k),
                                  lambda m=method, k=k: self.classifier(m, k), cls.num_steps))
     plan.append(stages.Stage("quality real", layout.quality("real"), lambda: self.quality().real_floor(
         *self.data.full_train, seeds.real_floor_rng(config.seed))))
-    for method in generative:
-      plan.append(stages.Stage(f"quality {method.name}", layout.quality(method.name),
-                               lambda m=method: self.generated_quality(m), config.cas_steps))
+    for name in generator_names:
+      plan.append(stages.Stage(f"quality {name}", layout.quality(name), lambda n=name: self.generated_quality(n),
+                               config.cas_steps))
     return plan
 
-  def synthetic(self, method: methods_lib.Method) -> dict:
-    """Draws the images a method adds (side file .npz); the payload records the counts and filter acceptance."""
+  def synthetic(self, data: methods_lib.DataPart) -> dict:
+    """Draws the images a data part adds (side file .npz); the payload records the counts and filter acceptance."""
     config, info = self.config, {}
-    if method.data.kind == "resample":
-      images, labels = methods_lib.imblearn_synthetic(method.data.name, *self.data.train, self.add, config.seed,
+    if data.kind == "resample":
+      images, labels = methods_lib.imblearn_synthetic(data.name, *self.data.train, self.add, config.seed,
                                                       k_neighbors=config.smote_k)
     else:
-      draw = seeds.keyed(self.generator(method.generator).generate, config.seed, seeds.SYNTHETIC_STREAM)
+      draw = seeds.keyed(self.generator(data.name).generate, config.seed, seeds.SYNTHETIC_STREAM)
       confidence = None
       if self.use_filter:
         filter_params = self.params(self.layout.filter)
         confidence = lambda images, c: classifier_loop.predict(self.programs, filter_params, images)[0][:, c]
       images, labels, info = methods_lib.sample_with_filter(draw, self.add, confidence, config.filter_confidence)
-    fs.save_npz(self.layout.synthetic(method.name), image=images, label=labels)
-    return {"method": method.name, "added_per_class": np.bincount(labels, minlength=self.num_classes).tolist(),
+    fs.save_npz(self.layout.synthetic(data.name), image=images, label=labels)
+    return {"method": data.name, "added_per_class": np.bincount(labels, minlength=self.num_classes).tolist(),
             **info}
 
-  def classifier(self, method: methods_lib.Method, k: int) -> dict:
+  def training_set(self, method: methods_lib.Method):
+    """(images, labels, inverse-frequency weights or None) of a method's classifier."""
+    if method.loss.builds_on_plain:  # cRT and post-hoc adjustment keep the plain classifier's data
+      method = methods_lib.get_method(method.plain)
     added = None
     if method.adds_images:
-      arrays = fs.load_npz(self.layout.synthetic(method.name))
+      arrays = fs.load_npz(self.layout.synthetic(method.data.name))
       added = (arrays["image"], arrays["label"])
-    images, labels, weights = methods_lib.training_set(method, self.data.train, added, num_classes=self.num_classes,
-                                                       fill_remainder=self.config.fill_remainder,
-                                                       seed=self.config.seed)
+      if method.group == "combined":
+        added = methods_lib.combination_additions(added, self.combination_add)
+    return methods_lib.training_set(method, self.data.train, added, num_classes=self.num_classes,
+                                    fill_remainder=self.config.fill_remainder, seed=self.config.seed)
+
+  def plain_params(self, method: methods_lib.Method, k: int):
+    """The plain cross-entropy classifier of a method's data (kept by its own stage, else trained now)."""
+    path = self.layout.classifier_params(method.plain, k)
+    if fs.exists(path):
+      return self.params(path)
+    plain = methods_lib.get_method(method.plain)
+    images, labels, weights = self.training_set(plain)
+    params = self.classifiers.fit(plain.loss, images, labels, weights, seed=seeds.classifier(self.config.seed, k),
+                                  name=f"{plain.name} seed {k}")
+    stages.save_payload(path, params)
+    return params
+
+  def classifier(self, method: methods_lib.Method, k: int) -> dict:
+    images, labels, weights = self.training_set(method)
     seed = seeds.classifier(self.config.seed, k)
+    name = f"{method.name} seed {k}"
     start = time.perf_counter()
-    params = self.train(images, labels, seed, self.config.classifier.num_steps, f"{method.name} seed {k}", weights)
-    record = {"method": method.name, "seed_index": k, "seed": seed, "train_examples": int(len(labels)),
-              "train_seconds": time.perf_counter() - start}
+    record = {"method": method.name, "seed_index": k, "seed": seed, "train_examples": int(len(labels))}
+    label_counts = np.bincount(labels, minlength=self.num_classes)
+    predict_part, tau = method.loss, None
+    if method.loss.retrain_head:
+      params = self.classifiers.retrain_head(self.plain_params(method, k), images, labels, seed=seed, name=name)
+      predict_part = methods_lib.CROSS_ENTROPY
+    elif method.loss.posthoc:
+      params = self.plain_params(method, k)
+      predict_part = methods_lib.CROSS_ENTROPY
+      tau = self.classifiers.posthoc_tau(params, self.data.validation, label_counts)
+      record["tau"] = tau
+    else:
+      params = self.classifiers.fit(method.loss, images, labels, weights, seed=seed, name=name)
+    if method.name in self.kept:
+      stages.save_payload(self.layout.classifier_params(method.name, k), params)
+    record["train_seconds"] = time.perf_counter() - start
+    if method.loss.deferred != "none":
+      record["drw_start_step"] = self.classifiers.switch_step(self.config.classifier.num_steps)
     for test_set in TEST_SETS:
       test_images, test_labels = self.test_sets[test_set]
-      probs, _ = classifier_loop.predict(self.programs, params, test_images)
-      record[test_set] = evaluation.classification_metrics(test_labels, probs.argmax(-1), self.num_classes)
+      probs = self.classifiers.probabilities(predict_part, params, test_images)
+      if tau is not None:
+        probs = classifiers_lib.adjust(probs, label_counts, tau)
+      record[test_set] = self.classifiers.score(test_labels, probs, self.real_counts)
     return record
 
-  def generated_quality(self, method: methods_lib.Method) -> dict:
-    generator = self.generator(method.generator)
+  def generated_quality(self, name: str) -> dict:
+    generator = self.generator(name)
     draw = seeds.keyed(generator.generate, self.config.seed, seeds.QUALITY_STREAM)
-    record, grid = self.quality().run(method.name, draw, generator.classes)
-    fs.save_npz(self.layout.quality_samples(method.name), **grid)
+    record, grid = self.quality().run(name, draw, generator.classes)
+    fs.save_npz(self.layout.quality_samples(name), **grid)
     return record
 
 
@@ -182,7 +226,8 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
   workdir_lib.prepare(workdir, config, overwrite=overwrite, outputs=layout_lib.OUTPUTS,
                       resumable_fields=validation.RESUMABLE_FIELDS, migrations=validation.MIGRATIONS)
   data = splits.load_splits(config.dataset, imbalance_spec=plan.imbalance, seed=config.seed, idx_dir=idx_dir,
-                            test_examples=config.test_examples, test_profile=config.test_profile)
+                            test_examples=config.test_examples, test_profile=config.test_profile,
+                            validation_per_class=config.validation_per_class)
   layout = layout_lib.Layout(workdir)
   study = Study(config, plan, data, layout, mesh)
   logging.info("Imbalanced %s train set: %s images per class; adding %s", config.dataset, study.counts.tolist(),
@@ -192,5 +237,6 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
       return {"stopped": True}
   results = report.collect(config, plan.methods, study.counts, {t: a[1] for t, a in study.test_sets.items()},
                            layout, provenance)
+  results["classifier_recipe"] = study.classifiers.describe()
   report.write(layout, results, plan.methods)
   return results

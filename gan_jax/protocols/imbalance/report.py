@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import platform
 import sys
@@ -58,6 +59,12 @@ def summarize_method(runs: Sequence[dict], baseline_runs: Sequence[dict] | None,
     summary["per_class_recall"] = {"mean": recalls.mean(0).tolist(),
                                    "std": (recalls.std(0, ddof=1) if len(recalls) > 1 else 0 * recalls[0]).tolist()}
     summary["confusion_mean"] = np.mean([r["confusion"] for r in per_seed], axis=0).tolist()
+    if "ece" in per_seed[0]:
+      summary["ece"] = {**evaluation.mean_std([r["ece"] for r in per_seed]), "values": [r["ece"] for r in per_seed]}
+      summary["shot_groups"] = per_seed[0]["shot_groups"]
+      summary["shot_accuracy"] = {
+          g: (None if per_seed[0]["shot_accuracy"][g] is None else
+              evaluation.mean_std([r["shot_accuracy"][g] for r in per_seed])) for g in evaluation.SHOT_GROUPS}
     if baseline_runs is not None:
       summary["paired_vs_none"] = {
           metric: evaluation.paired_difference([r[metric] for r in per_seed],
@@ -67,29 +74,52 @@ def summarize_method(runs: Sequence[dict], baseline_runs: Sequence[dict] | None,
   return out
 
 
+def best_of(method_entries: dict, groups: dict[str, str], wanted, test_set: str,
+            metric: str = "balanced_accuracy") -> str | None:
+  """The method of `wanted` groups (or names) with the highest mean `metric`, or None."""
+  present = [m for m in method_entries if groups.get(m) in wanted or m in wanted]
+  return max(present, key=lambda m: method_entries[m][test_set][metric]["mean"]) if present else None
+
+
+def comparison(method_entries: dict, test_set: str, winner: str | None, reference: str | None,
+               metric: str = "balanced_accuracy") -> dict | None:
+  """Paired (winner - reference) over seeds: a win only when the whole 95% interval is above zero."""
+  if winner is None or reference is None:
+    return None
+  paired = evaluation.paired_difference(method_entries[winner][test_set][metric]["values"],
+                                        method_entries[reference][test_set][metric]["values"])
+  return {"metric": metric, "method": winner, "reference": reference, "paired": paired,
+          "wins": bool(paired["ci_low"] > 0)}
+
+
 def verdict(method_entries: dict, groups: dict[str, str], test_set: str,
             metric: str = "balanced_accuracy") -> dict | None:
-  """The benchmark's question for one test set: does the best generative method beat the best classic remedy?
+  """The benchmark's questions for one test set, each a paired comparison of the best of two groups.
 
-  'Best' is the highest mean `metric` within each group of the method registry. The
-  answer is yes only when the paired 95% interval of (best generative - best classic)
-  lies above zero.
+  'generative': best generative method (generated images, cross-entropy) against the best
+  classic remedy (class weights, resampling); 'loss_vs_classic': best long-tail loss against
+  the best of class_weight and random_oversample; 'combination_vs_loss': best generator plus
+  loss against the best loss alone.
 
   Returns:
-    {'metric', 'best_classic', 'best_generative', 'paired', 'generative_wins'}, or None when
-    the run lacks one of the groups.
+    {'metric', 'best_classic', 'best_generative', 'paired', 'generative_wins', 'loss_vs_classic',
+     'combination_vs_loss'} (a comparison is None when the run lacks one of its groups), or None
+    when the run has none of them.
   """
-  def best(group):
-    present = [m for m in method_entries if groups.get(m) == group]
-    return max(present, key=lambda m: method_entries[m][test_set][metric]["mean"]) if present else None
-
-  classic, generative = best("classic"), best("generative")
-  if classic is None or generative is None:
+  classic, generative = best_of(method_entries, groups, ("classic",), test_set, metric), \
+      best_of(method_entries, groups, ("generative",), test_set, metric)
+  loss = best_of(method_entries, groups, ("loss",), test_set, metric)
+  classic_two = best_of(method_entries, groups, ("class_weight", "random_oversample"), test_set, metric)
+  combined = best_of(method_entries, groups, ("combined",), test_set, metric)
+  answer = {"metric": metric, "loss_vs_classic": comparison(method_entries, test_set, loss, classic_two, metric),
+            "combination_vs_loss": comparison(method_entries, test_set, combined, loss, metric)}
+  generative_answer = comparison(method_entries, test_set, generative, classic, metric)
+  if generative_answer is not None:
+    answer.update(best_classic=classic, best_generative=generative, paired=generative_answer["paired"],
+                  generative_wins=generative_answer["wins"])
+  if generative_answer is None and answer["loss_vs_classic"] is None and answer["combination_vs_loss"] is None:
     return None
-  paired = evaluation.paired_difference(method_entries[generative][test_set][metric]["values"],
-                                        method_entries[classic][test_set][metric]["values"])
-  return {"metric": metric, "best_classic": classic, "best_generative": generative, "paired": paired,
-          "generative_wins": bool(paired["ci_low"] > 0)}
+  return answer
 
 
 def collect(config: ml_collections.ConfigDict, methods: Sequence[methods_lib.Method], counts: np.ndarray,
@@ -108,15 +138,26 @@ def collect(config: ml_collections.ConfigDict, methods: Sequence[methods_lib.Met
   }
   for m in methods:
     entry = summarize_method(runs[m.name], baseline if m.name != "none" else None, TEST_SETS)
+    if any("tau" in r for r in runs[m.name]):
+      entry["posthoc_tau"] = [r["tau"] for r in runs[m.name]]
     entry["train_examples"] = runs[m.name][0]["train_examples"]
     entry["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in runs[m.name]]))
     if m.adds_images:
-      entry["synthetic"] = fs.read_json(layout.synthetic_info(m.name))
+      entry["synthetic"] = fs.read_json(layout.synthetic_info(m.data.name))
     results["methods"][m.name] = entry
-  for m in methods:
-    if m.generator:
-      results["quality"][m.name] = fs.read_json(layout.quality(m.name))
+  for name in dict.fromkeys(m.generator for m in methods if m.generator):
+    results["quality"][name] = fs.read_json(layout.quality(name))
   groups = {m.name: m.group for m in methods}
+  for t in TEST_SETS:  # every method against the best loss-only remedy, paired by seed
+    best_loss = best_of(results["methods"], groups, ("loss",), t)
+    for m, entry in results["methods"].items():
+      if best_loss is not None and m != best_loss:
+        entry[t]["paired_vs_best_loss"] = {
+            "reference": best_loss,
+            **{metric: evaluation.paired_difference(entry[t][metric]["values"],
+                                                    results["methods"][best_loss][t][metric]["values"])
+               for metric in evaluation.METRICS}}
+  results["groups"] = groups
   results["verdict"] = {t: verdict(results["methods"], groups, t) for t in TEST_SETS}
   return results
 
@@ -149,6 +190,13 @@ def _pm(s: dict) -> str:
   return f"{s['mean']:.2f} ± {s['std']:.2f}"
 
 
+def interval(paired: dict) -> str:
+  """'[low, high]' of a paired difference; one seed has no interval."""
+  if math.isnan(paired["ci_low"]):
+    return f"[no interval: n = {paired['n']}]"
+  return f"[{paired['ci_low']:+.2f}, {paired['ci_high']:+.2f}]"
+
+
 def provenance_lines(provenance: dict) -> list[str]:
   """The command (and git commit) that produced a result file, as its first lines."""
   if not provenance.get("command"):
@@ -177,16 +225,25 @@ def markdown(results: dict) -> str:
     if paired:
       lines += ["Balanced accuracy minus `none`, paired by seed (95% t-interval):", "",
                 "| method | difference | 95% CI |", "|---|---|---|"]
-      lines += [f"| {m} | {p['mean_diff']:+.2f} | [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] |" for m, p in paired]
+      lines += [f"| {m} | {p['mean_diff']:+.2f} | {interval(p)} |" for m, p in paired]
       lines.append("")
-    answer = results.get("verdict", {}).get(test_set)
-    if answer:
+    lines += long_tail_table(results, test_set)
+    answer = results.get("verdict", {}).get(test_set) or {}
+    if "best_generative" in answer:
       p = answer["paired"]
       lines += [f"**Best generative method (`{answer['best_generative']}`) minus best classic remedy "
                 f"(`{answer['best_classic']}`), balanced accuracy, paired: {p['mean_diff']:+.2f} "
-                f"[{p['ci_low']:+.2f}, {p['ci_high']:+.2f}]: "
+                f"{interval(p)}: "
                 f"{'the generative method wins' if answer['generative_wins'] else 'the generative method does not win'}"
                 f" (it wins only if the whole interval is above zero).**", ""]
+    for key, question in (("loss_vs_classic", "Does a long-tail loss beat class weights and oversampling?"),
+                          ("combination_vs_loss", "Do generated images add anything on top of the best loss?")):
+      c = answer.get(key)
+      if c:
+        p = c["paired"]
+        lines += [f"**{question} `{c['method']}` minus `{c['reference']}`, balanced accuracy, paired: "
+                  f"{p['mean_diff']:+.2f} {interval(p)}: "
+                  f"{'yes' if c['wins'] else 'no'} (yes only if the whole interval is above zero).**", ""]
   quality_records = results["quality"]
   if len(quality_records) > 1:
     lines += ["## Generated images", "",
@@ -206,6 +263,27 @@ def markdown(results: dict) -> str:
       lines.append(f"| {name} | {np.mean(fd):.2f} | {per_class} | {acc_text} | {cas_text} |")
     lines.append("")
   return "\n".join(lines)
+
+
+def long_tail_table(results: dict, test_set: str) -> list[str]:
+  """Accuracy per shot group, calibration error and the paired difference to the best loss, per method."""
+  rows = [(m, e[test_set]) for m, e in results["methods"].items() if "ece" in e[test_set]]
+  if not rows:
+    return []
+  groups = rows[0][1]["shot_groups"]
+  named = {g: [str(c) for c, x in enumerate(groups) if x == g] for g in evaluation.SHOT_GROUPS}
+  cell = lambda s: "-" if s is None else _pm(s)
+  lines = ["Accuracy per shot group (training images per class: many > 100, medium 20-100, few < 20; classes "
+           + "; ".join(f"{g}: {', '.join(c) or 'none'}" for g, c in named.items())
+           + "), expected calibration error (15 bins), and balanced accuracy minus the best loss-only remedy:", "",
+           "| method | many | medium | few | ECE | bal. acc. − best loss, paired 95% CI |", "|---|---|---|---|---|---|"]
+  for m, s in rows:
+    p = s.get("paired_vs_best_loss")
+    diff = (f"{p['balanced_accuracy']['mean_diff']:+.2f} {interval(p['balanced_accuracy'])} vs `{p['reference']}`"
+            if p else "")
+    lines.append(f"| {m} | {cell(s['shot_accuracy']['many'])} | {cell(s['shot_accuracy']['medium'])} | "
+                 f"{cell(s['shot_accuracy']['few'])} | {_pm(s['ece'])} | {diff} |")
+  return lines + [""]
 
 
 def write_figures(layout: layout_lib.Layout, results: dict, methods: Sequence[methods_lib.Method]) -> None:
@@ -242,11 +320,11 @@ def write_figures(layout: layout_lib.Layout, results: dict, methods: Sequence[me
   ax.grid(axis="y", alpha=0.3)
   fs.save_figure(fig, layout.figure("per_class_recall.png"), dpi=120)
 
-  for m in methods:
-    samples = layout.quality_samples(m.name) if m.generator else layout.synthetic(m.name)
-    if m.adds_images and fs.exists(samples):
+  for data in dict.fromkeys(m.data for m in methods if m.adds_images):
+    samples = layout.quality_samples(data.name) if data.kind == "generator" else layout.synthetic(data.name)
+    if fs.exists(samples):
       arrays = fs.load_npz(samples)
-      write_samples(layout.figure(f"samples_{m.name}.png"), arrays["image"], arrays["label"])
+      write_samples(layout.figure(f"samples_{data.name}.png"), arrays["image"], arrays["label"])
 
 
 def write_samples(path: str, images: np.ndarray, labels: np.ndarray) -> None:

@@ -16,6 +16,7 @@ from gan_jax.data import imbalance
 from gan_jax.data import sources
 from gan_jax.protocols.imbalance import generators
 from gan_jax.protocols.imbalance import methods as methods_lib
+from gan_jax.train import classifier_loop
 from gan_jax.train import gan_loop
 from gan_jax.train import vae_loop
 
@@ -23,9 +24,19 @@ from gan_jax.train import vae_loop
 RESUMABLE_FIELDS = ("methods", "num_seeds")
 # Run folders of earlier versions: fields added since (at their old behaviour) and the data
 # fields generator sections used to copy from the top level.
-MIGRATIONS = workdir.Migrations(added={"fill_remainder": "none"}) | gan_loop.MIGRATIONS | vae_loop.MIGRATIONS
+MIGRATIONS = workdir.Migrations(added={
+    "fill_remainder": "none",
+    # The classifier recipe before the long-tail remedies: Adam at a constant rate, no decay, no augmentation.
+    "optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant", "warmup_steps": 0,
+    "decay_at": "0.8,0.9", "decay_factor": 0.01,
+    # Settings of remedies those runs did not have: they changed nothing there.
+    "crt_steps": 600, "combination_ratio": 0.5, "validation_per_class": 100, "la_tau": 1.0,
+    "ldam_max_margin": 0.5, "ldam_scale": 30.0, "drw_beta": 0.9999, "mixup_alpha": 1.0, "remix": True,
+    "remix_kappa": 3.0, "remix_tau": 0.5,
+    # The CNN was the only classifier.
+    "model": "cnn", "resnet_blocks": 5}) | gan_loop.MIGRATIONS | vae_loop.MIGRATIONS
 POSITIVE_FIELDS = ("num_seeds", "cas_per_class", "smote_k", "evaluator_steps", "cas_steps")
-CLASSIFIER_POSITIVE = ("num_steps", "batch_size", "hidden")
+CLASSIFIER_POSITIVE = ("num_steps", "batch_size", "hidden", "crt_steps", "resnet_blocks")
 # Stands in for the class counts of a split not yet loaded: profile names and lengths are checked
 # before any data is read; whether a split has enough images is checked once it is.
 _UNBOUNDED = 10**9
@@ -56,11 +67,21 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> Plan:
   checks.in_range(config.filter_confidence, "filter_confidence", 0.0, 1.0, high_open=True)
   checks.in_range(config.synthetic_ratio, "synthetic_ratio", 0.0, 10.0)
   checks.one_of(config.fill_remainder, methods_lib.FILL_REMAINDER, "fill_remainder")
+  checks.in_range(config.combination_ratio, "combination_ratio", 0.0, config.synthetic_ratio)
+  checks.non_negative(config.validation_per_class, "validation_per_class")
+  checks.non_negative(config.la_tau, "la_tau")
+  checks.in_range(config.ldam_max_margin, "ldam_max_margin", 0.0, 10.0, low_open=True)
+  checks.positive_number(config.ldam_scale, "ldam_scale")
+  checks.in_range(config.drw_beta, "drw_beta", 0.0, 1.0, high_open=True)
+  checks.positive_number(config.mixup_alpha, "mixup_alpha")
+  checks.in_range(config.remix_kappa, "remix_kappa", 1.0, 1e6)
+  checks.in_range(config.remix_tau, "remix_tau", 0.0, 1.0)
   classifier = config.classifier
+  checks.one_of(classifier.model, tuple(classifier_loop.MODELS), "classifier.model")
   checks.all_positive(classifier, CLASSIFIER_POSITIVE, "classifier.")
   for i, width in enumerate(checks.parse_int_list(classifier.conv_widths, "classifier.conv_widths")):
     checks.positive(width, f"classifier.conv_widths[{i}]")
-  checks.positive_number(classifier.learning_rate, "classifier.learning_rate")
+  classifier_loop.Recipe.from_config(classifier)  # optimiser, schedule, augmentation
   checks.in_range(classifier.dropout_rate, "classifier.dropout_rate", 0.0, 1.0, high_open=True)
   checks.non_negative(classifier.log_every, "classifier.log_every")
   if classifier.batch_size % num_devices:

@@ -115,3 +115,29 @@ def test_each_method_is_a_data_part_and_a_loss_part(name, data_kind, loss, group
   assert (method.data.kind, method.loss.name, method.group) == (data_kind, loss, group)
   assert method.adds_images == (data_kind != "real")
   assert method.generator == (name if data_kind == "generator" else None)
+
+
+def test_combinations_and_methods_that_build_on_plain_cross_entropy():
+  assert methods.parse_methods("cgan+drw, crt") == ["none", "crt", "cgan+drw"]  # crt brings none
+  assert methods.parse_methods("cvae+logit_adjustment_posthoc") == ["cvae", "cvae+logit_adjustment_posthoc"]
+  combo = methods.get_method("cgan+ldam_drw")
+  assert (combo.group, combo.generator, combo.loss.kind, combo.loss.head, combo.plain) == (
+      "combined", "cgan", "ldam", "cosine", "cgan")
+  with pytest.raises(ValueError, match=r"Unknown method.*smote\+drw.*<generator>\+<loss>"):
+    methods.parse_methods("smote+drw")
+  with pytest.raises(ValueError, match="Unknown method"):
+    methods.parse_methods("cgan+class_weight")
+
+
+def test_a_combination_takes_the_first_images_of_each_class_and_leaves_the_gap_to_its_loss():
+  images = np.arange(12, dtype=np.uint8).reshape(12, 1, 1, 1)
+  labels = np.array([1, 2, 1, 2, 1, 2, 2, 2, 1, 2, 2, 2])
+  subset_images, subset_labels = methods.combination_additions((images, labels), [0, 2, 3])
+  assert subset_labels.tolist() == [1, 2, 1, 2, 2] and subset_images[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 5]
+  with pytest.raises(ValueError, match="combination_ratio must not exceed config.synthetic_ratio"):
+    methods.combination_additions((images, labels), [0, 5, 1])
+  real = (np.zeros((6, 1, 1, 1), np.uint8), np.array([0, 0, 0, 0, 1, 2]))
+  _, combined_labels, weights = methods.training_set(methods.get_method("cgan+drw"), real, (subset_images, subset_labels),
+                                                     num_classes=3, fill_remainder="random_oversample", seed=0)
+  # The fill is for cross-entropy methods only: the combination's loss closes the remaining gap.
+  assert np.bincount(combined_labels).tolist() == [4, 3, 4] and weights is None

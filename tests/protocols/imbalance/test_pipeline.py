@@ -18,8 +18,10 @@ from gan_jax.protocols.imbalance import methods
 from gan_jax.protocols.imbalance import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-GENERATIVE = [m for m in methods.METHODS if methods.METHODS[m].generator]
-ADDS_IMAGES = [m for m in methods.METHODS if methods.METHODS[m].adds_images]
+NAMES = methods.parse_methods(imbalance_config.get_config("smoke").methods)
+RECORDS = {n: methods.get_method(n) for n in NAMES}
+GENERATIVE = [n for n, m in RECORDS.items() if m.group == "generative"]
+DATA_PARTS_ADDING = sorted({m.data.name for m in RECORDS.values() if m.adds_images})
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,10 @@ def image(workdir, name):
 def test_results_have_every_method_metric_and_test_set(smoke):
   config, workdir, results = smoke
   assert json.loads(read(workdir, "results.json")) == json.loads(json.dumps(results))
-  assert list(results["methods"]) == list(methods.METHODS)
+  assert list(results["methods"]) == NAMES
+  assert {m.group for m in RECORDS.values()} == set(methods.GROUPS)  # the smoke run covers every group
+  assert set(methods.LOSS_PARTS) - {"cross_entropy", "class_weight"} == {
+      m.loss.name for m in RECORDS.values() if m.group == "combined"}  # every loss in a combination
   assert results["train_counts"] == [100, 50, 40, 30, 25, 20, 15, 12, 10, 8]
   assert results["test_counts"]["imbalanced"] == [50, 30, 20, 15, 10, 8, 6, 5, 4, 3]
   assert sum(results["test_counts"]["balanced"]) == 1_000
@@ -62,6 +67,10 @@ def test_results_have_every_method_metric_and_test_set(smoke):
       # The mean confusion matrix's rows hold every test image of the class.
       np.testing.assert_allclose(np.sum(summary["confusion_mean"], axis=1), results["test_counts"][test_set])
       assert ("paired_vs_none" in summary) == (name != "none")
+      assert set(summary["shot_accuracy"]) == {"many", "medium", "few"} and 0.0 <= summary["ece"]["mean"] <= 100.0
+      if "paired_vs_best_loss" in summary:
+        reference = summary["paired_vs_best_loss"]["reference"]
+        assert RECORDS[reference].group == "loss" and reference != name
   paired = results["methods"]["smote"]["balanced"]["paired_vs_none"]["accuracy"]
   expected = np.subtract(results["methods"]["smote"]["balanced"]["accuracy"]["values"],
                          results["methods"]["none"]["balanced"]["accuracy"]["values"])
@@ -77,25 +86,52 @@ def test_results_have_every_method_metric_and_test_set(smoke):
                            entries[answer["best_classic"]][test_set]["balanced_accuracy"]["values"])
     np.testing.assert_allclose(answer["paired"]["differences"], expected)
     assert answer["generative_wins"] == (answer["paired"]["ci_low"] > 0)
+    best_loss = max((n for n, m in RECORDS.items() if m.group == "loss"), key=means.get)
+    assert answer["loss_vs_classic"]["method"] == best_loss
+    assert answer["loss_vs_classic"]["reference"] == max(("class_weight", "random_oversample"), key=means.get)
+    combination = answer["combination_vs_loss"]
+    assert combination["reference"] == best_loss
+    assert combination["method"] == max((n for n, m in RECORDS.items() if m.group == "combined"), key=means.get)
+    assert combination["wins"] == (combination["paired"]["ci_low"] > 0)
+  recipe = results["classifier_recipe"]
+  assert (recipe["optimizer"], recipe["schedule"], recipe["augment"]) == ("sgd", "step", "translate")
+  assert recipe["drw_start_step"] == round(0.8 * config.classifier.num_steps)
+  taus = results["methods"]["logit_adjustment_posthoc"]["posthoc_tau"]
+  assert len(taus) == config.num_seeds and all(t in recipe["posthoc_taus"] for t in taus)
 
 
 def test_every_synthetic_set_fills_the_classes_to_n_max(smoke):
-  _, workdir, results = smoke
-  add = methods.synthetic_counts(results["train_counts"], 1.0).tolist()
-  for name in methods.METHODS:
-    if name not in ADDS_IMAGES:
-      assert "synthetic" not in results["methods"][name]
-      assert results["methods"][name]["train_examples"] == sum(results["train_counts"])
-      continue
+  config, workdir, results = smoke
+  counts = results["train_counts"]
+  add = methods.synthetic_counts(counts, 1.0).tolist()
+  combination = np.round(config.combination_ratio * np.asarray(add)).astype(int)
+  for name, method in RECORDS.items():
+    entry = results["methods"][name]
+    if not method.adds_images or method.loss.builds_on_plain:
+      # cRT and post-hoc adjustment keep the data of their plain classifier.
+      plain = RECORDS[method.plain] if method.loss.builds_on_plain else method
+      assert ("synthetic" in entry) == plain.adds_images
+      if not plain.adds_images:
+        assert entry["train_examples"] == sum(counts)
+        continue
+    assert entry["synthetic"]["added_per_class"] == add
+    if method.group == "combined" and not method.loss.builds_on_plain:
+      assert entry["train_examples"] == sum(counts) + int(combination.sum())  # the rest is the loss's job
+    else:
+      assert entry["train_examples"] == 10 * max(counts)
+  for name in DATA_PARTS_ADDING:
     f = fs.load_npz(fs.join(workdir, "synthetic", f"{name}.npz"))
     assert f["image"].dtype == np.uint8 and f["image"].shape[1:] == (28, 28, 1)
     assert np.bincount(f["label"], minlength=10).tolist() == add
-    assert results["methods"][name]["synthetic"]["added_per_class"] == add
     if name in GENERATIVE:  # the smoke config filters by confidence, as the default does
       rates = results["methods"][name]["synthetic"]["acceptance_rate"]
       assert rates[0] is None and all(0.0 <= r <= 1.0 for r in rates[1:])
-    assert results["methods"][name]["train_examples"] == 10 * max(results["train_counts"])
   assert fs.exists(fs.join(workdir, "models", "filter.msgpack"))
+  # cRT and post-hoc adjustment built on the kept plain classifiers of their data.
+  for k in range(config.num_seeds):
+    assert fs.exists(fs.join(workdir, "classifiers", "none", f"seed{k}.msgpack"))
+    assert fs.exists(fs.join(workdir, "classifiers", "cgan", f"seed{k}.msgpack"))
+  assert not fs.exists(fs.join(workdir, "classifiers", "smote", "seed0.msgpack"))
 
 
 def test_class_weight_changes_the_classifier(smoke):
@@ -121,22 +157,25 @@ def test_generated_image_quality(smoke):
 
 def test_report_files_and_figures(smoke):
   _, workdir, results = smoke
-  for name in methods.METHODS:
+  for name in NAMES:
     assert image(workdir, f"confusion_{name}.png").size[0] > 100
-    has_samples = name in ADDS_IMAGES
-    assert fs.exists(fs.join(workdir, f"samples_{name}.png")) == has_samples
+  for name in methods.DATA_PARTS:
+    assert fs.exists(fs.join(workdir, f"samples_{name}.png")) == (name in DATA_PARTS_ADDING)
   # samples_<method>.png: one row of 28-pixel cells (2-pixel gaps) per class it adds images to.
   assert image(workdir, "samples_cgan.png").size[1] == 10 * 30 + 2
   assert image(workdir, "samples_smote.png").size[1] == 9 * 30 + 2
   assert fs.exists(fs.join(workdir, "per_class_recall.png"))
   rows = list(csv.DictReader(io.StringIO(read(workdir, "results.csv"))))
-  assert len(rows) == len(methods.METHODS) * 2 * len(evaluation.METRICS)
+  assert len(rows) == len(NAMES) * 2 * len(evaluation.METRICS)
   row = next(r for r in rows if r["method"] == "cgan" and r["test_set"] == "balanced" and r["metric"] == "g_mean")
   assert float(row["mean"]) == pytest.approx(results["methods"]["cgan"]["balanced"]["g_mean"]["mean"], abs=1e-4)
   text = read(workdir, "results.md")
   assert text.count("| method | accuracy | balanced accuracy | macro F1 | G-mean |") == 2
-  for name in methods.METHODS:
+  for name in NAMES:
     assert text.count(f"| {name} | ") >= 2
+  assert "Does a long-tail loss beat class weights and oversampling?" in text
+  assert "Do generated images add anything on top of the best loss?" in text
+  assert text.count("| method | many | medium | few | ECE |") == 2
   answer = results["verdict"]["balanced"]
   assert f"**Best generative method (`{answer['best_generative']}`) minus best classic remedy " \
          f"(`{answer['best_classic']}`)" in text
@@ -145,7 +184,7 @@ def test_report_files_and_figures(smoke):
 def test_rerun_reuses_every_stage_and_a_lost_stage_is_recomputed_exactly(smoke, idx_dir, gcs, caplog):
   config, workdir, results = smoke
   stage_files = [f for f in gcs.files(workdir) if f.split("/")[0] in ("classifiers", "synthetic", "quality", "models")]
-  assert len(stage_files) > 2 * len(methods.METHODS)
+  assert len(stage_files) > 2 * len(NAMES)
   lost = fs.join(workdir, "classifiers", "cgan", "seed1.json")
   contents = {f: fs.read_bytes(fs.join(workdir, f)) for f in stage_files if fs.join(workdir, f) != lost}
   before = fs.read_json(lost)
