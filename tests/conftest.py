@@ -24,6 +24,10 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # gs:// paths go through gcsfs (to the Cloud Storage server of the `gcs` fixture), never through
 # TensorFlow's GCS client; epath caches this choice the first time it resolves a gs:// path.
 os.environ["EPATH_USE_TF"] = "false"
+# A relative $GAN_JAX_IDX_DIR (CI sets ../shared/datasets) names a folder beside the
+# repository; subprocess runs may start in another folder, so they get it absolute.
+if os.environ.get("GAN_JAX_IDX_DIR") and "://" not in os.environ["GAN_JAX_IDX_DIR"]:
+  os.environ["GAN_JAX_IDX_DIR"] = os.path.abspath(os.environ["GAN_JAX_IDX_DIR"])
 
 import pytest  # noqa: E402
 import tempfile  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import layer_benchmark
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _plan(model):

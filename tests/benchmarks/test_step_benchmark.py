@@ -16,7 +16,7 @@ import pytest
 from experiments import common
 from benchmarks import step_benchmark as benchmark
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # LLVM optimisation level 1 compiles ~30% faster than the default and still runs
 # close to full speed (level 0 runs ~20x slower); these tests check sanity, not speed.
 FAST_COMPILE = {"xla_backend_optimization_level": 0}

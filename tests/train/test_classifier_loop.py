@@ -36,7 +36,7 @@ def test_sharded_training_equals_single_device_and_learns():
   programs, sharded = _train(parallel.make_mesh(), images, labels)
   _, single = _train(parallel.make_mesh(jax.devices()[:1]), images, labels)
   assert jax.device_count() == 8
-  chex.assert_trees_all_close(sharded["batch_stats"], single["batch_stats"], atol=1e-6)
+  assert set(sharded) == {"params"}  # the CNN has no BatchNorm statistics
   chex.assert_trees_all_close(sharded["params"], single["params"], atol=2e-4)
   probs, features = classifier_loop.predict(programs, sharded, images, batch_size=40)  # 3 batches, last padded
   chex.assert_shape((probs, features), ((96, 3), (96, 16)))
