@@ -1,8 +1,9 @@
 """Metrics to `metrics.jsonl` (one JSON object per logged step) and TensorBoard, in a local or cloud workdir.
 
-TensorBoard event files are written with the `tensorboard` package's pure-Python
-writer, so logging works on machines without TensorFlow; if the package is
-missing, only the JSONL file is written.
+TensorBoard event files are TFRecord files of `Event` protos, written here with
+the `tensorboard` package's protos and record framing only: its EventFileWriter
+imports TensorFlow when it is installed (about 10 s per process, for file I/O
+this module does itself). If the package is missing, only the JSONL file is written.
 
 An object store cannot append to an object, so for a URL workdir the records are
 appended to a local buffer and `flush` writes the whole `metrics.jsonl` object once
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import tempfile
 import time
 from typing import Mapping
@@ -29,13 +31,34 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
 
+class _EventFile:
+  """One TensorBoard event file: a TFRecord file whose first record names the format version."""
+
+  def __init__(self, folder: str, suffix: str, event_pb2, record_writer):
+    os.makedirs(folder, exist_ok=True)
+    # TensorBoard's naming: events.out.tfevents.<seconds>.<host>.<pid><suffix>.
+    name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}{suffix}"
+    self._file = open(os.path.join(folder, name), "ab")
+    self._records = record_writer.RecordWriter(self._file)
+    self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+  def add_event(self, event) -> None:
+    self._records.write(event.SerializeToString())
+
+  def flush(self) -> None:
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
 class _EventWriter:
   """Scalars to TensorBoard event files in `logdir`; remote logdirs get one new file per flush."""
 
   def __init__(self, logdir: str):
     from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
-    from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
-    self._event_pb2, self._summary_pb2, self._module = event_pb2, summary_pb2, event_file_writer
+    from tensorboard.summary.writer import record_writer  # pylint: disable=g-import-not-at-top
+    self._event_pb2, self._summary_pb2, self._record_writer = event_pb2, summary_pb2, record_writer
     self.logdir = logdir
     self._local_dir = logdir if fs.is_local(logdir) else tempfile.mkdtemp(prefix="gan_jax_tensorboard_")
     self._chunk = 0
@@ -44,7 +67,7 @@ class _EventWriter:
   def _open(self):
     self._chunk += 1
     # Names sort by time: a new chunk's events come after the previous chunk's.
-    return self._module.EventFileWriter(self._local_dir, filename_suffix=f".{self._chunk:06d}")
+    return _EventFile(self._local_dir, f".{self._chunk:06d}", self._event_pb2, self._record_writer)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     values = [self._summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]

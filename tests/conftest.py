@@ -26,7 +26,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ["EPATH_USE_TF"] = "false"
 # A relative $GAN_JAX_IDX_DIR (CI sets ../shared/datasets) names a folder beside the
 # repository; subprocess runs may start in another folder, so they get it absolute.
-if os.environ.get("GAN_JAX_IDX_DIR") and "://" not in os.environ["GAN_JAX_IDX_DIR"]:
+# Unset, it defaults to the shared folder beside the checkout.
+os.environ.setdefault("GAN_JAX_IDX_DIR", str(pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+if "://" not in os.environ["GAN_JAX_IDX_DIR"]:
   os.environ["GAN_JAX_IDX_DIR"] = os.path.abspath(os.environ["GAN_JAX_IDX_DIR"])
 
 import pytest  # noqa: E402
