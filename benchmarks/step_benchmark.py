@@ -157,7 +157,7 @@ def build_target(opts: Options) -> Target:
   """The jit-able step, initialiser and description of `opts.model` at `opts`' settings."""
   validate_options(opts)
   config = load_config(opts.model)
-  info = sources.get_dataset_info(config.dataset)
+  info = sources.get_dataset_info(sources.DataSource.from_config(config))
   shape = tuple(info.image_shape)
   if opts.model == "classifier":
     model = models.CNNClassifier(num_classes=info.num_classes)

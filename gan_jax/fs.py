@@ -179,6 +179,16 @@ def getsize(path: str | os.PathLike) -> int:
   return os.path.getsize(path) if is_local(path) else as_path(path).stat().length
 
 
+def signature(path: str | os.PathLike) -> tuple[int, int]:
+  """(size in bytes, modification time in ns) of a file: what tells a changed file from an unchanged one."""
+  path = os.fspath(path)
+  if is_local(path):
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+  stat = as_path(path).stat()
+  return int(stat.length), int(float(stat.mtime) * 1e9)
+
+
 def remove(path: str | os.PathLike) -> None:
   """Deletes a file or a whole folder; nothing if it does not exist."""
   path = os.fspath(path)
@@ -284,5 +294,6 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
   """A uint8 [H, W] or [H, W, C] array as a PNG file, written atomically."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   buffer = io.BytesIO()
-  Image.fromarray(image).save(buffer, format="png")
+  image = np.asarray(image)
+  Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image).save(buffer, format="png")
   write_bytes(path, buffer.getvalue())

@@ -9,6 +9,8 @@ Variants (text after ':' in --config=path.py:variant):
 """
 import ml_collections
 
+from experiments.configs import variants
+
 from experiments.configs import vae_common
 
 VARIANTS = vae_common.VARIANTS
@@ -18,6 +20,7 @@ def get_config(variant=None):
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.dataset = "mnist"
+  variants.add_source_fields(config)
   # Normal classes: 'all', or integers, e.g. --config.classes=0,3 or "(0, 3)".
   config.classes = "all"
   # Scorers, run in this order for each class: 'ae', 'vae', 'aae' (any subset).

@@ -64,6 +64,7 @@ def base_config(model: str, dataset: str = "mnist", loss: str | None = None) -> 
   config = training_config(model, loss)
   config.seed = 0
   config.dataset = dataset
+  variants.add_source_fields(config)
   # Data: '' or 'none' trains on the full split; otherwise an imbalance profile name.
   config.imbalance = "none"  # e.g. deepsmote_100, exponential, step, or '4000,2000,...'
   config.imbalance_rho = 0.0  # exponential: n_i = n_max * rho^(-i/(C-1))

@@ -55,6 +55,7 @@ def base_config(model: str, dataset: str = "mnist") -> ml_collections.ConfigDict
   config = training_config()
   config.seed = 0
   config.dataset = dataset
+  variants.add_source_fields(config)
   config.model = model  # 'ae' | 'vae' | 'cvae' | 'aae' (image-space adversarial autoencoder)
   return config
 

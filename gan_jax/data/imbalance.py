@@ -19,11 +19,14 @@ _FIXED_PROFILES = {
 # The long-tail protocol of Cao et al. (NeurIPS 2019): exponential counts from n_max = 5000
 # down to 5000 / rho for the last class (CIFAR-10-LT with rho = 100 keeps 5000 ... 50).
 LONG_TAIL_N_MAX = 5000
+AS_IS = "as_is"
 _LONG_TAIL_PROFILES = {"lt_10": 10.0, "lt_50": 50.0, "lt_100": 100.0}
 # The keyword parameters each named profile needs; anything else passed is an error
 # because a silently ignored `rho` would make a run look imbalanced when it is not.
 _PROFILE_PARAMS = {
     "balanced": (),
+    # A source that is imbalanced already (a user's folder): its own counts, nothing cut.
+    AS_IS: (),
     **{name: () for name in _FIXED_PROFILES},
     **{name: () for name in _LONG_TAIL_PROFILES},
     "exponential": ("rho", "n_max"),
@@ -102,7 +105,7 @@ class ImbalanceSpec:
   """How a split is cut into an imbalanced training set.
 
   Attributes:
-    profile: '' or 'none' keeps every image; otherwise a name from `PROFILES` or
+    profile: '', 'none' or 'as_is' keeps every image; otherwise a name from `PROFILES` or
       explicit counts ('4000,2000,...').
     rho: 'exponential': n_max / n_min.
     n_max: 'exponential': images of class 0.
@@ -124,7 +127,7 @@ class ImbalanceSpec:
 
   @property
   def active(self) -> bool:
-    return self.profile not in ("", "none")
+    return self.profile not in ("", "none", AS_IS)
 
   def counts(self, available: Sequence[int] | np.ndarray) -> list[int]:
     """The images to keep per class (see `profile_counts`)."""
@@ -172,7 +175,7 @@ def profile_counts(profile: str | Sequence[int], available: Sequence[int] | np.n
     counts = _exponential(num_classes, params.get("rho"), params.get("n_max"))
   elif name == "step":
     counts = _step(available, params.get("minority_classes"), params.get("fraction"))
-  else:  # balanced
+  else:  # balanced, as_is: every image
     counts = [int(n) for n in available]
   if len(counts) != num_classes:
     raise ValueError(f"profile '{name}' has {len(counts)} counts but the data has {num_classes} classes")

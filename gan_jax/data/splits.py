@@ -12,6 +12,7 @@ import os
 import numpy as np
 from absl import logging
 
+from gan_jax import fs
 from gan_jax.data import imbalance
 from gan_jax.data import sources
 
@@ -19,6 +20,26 @@ from gan_jax.data import sources
 TEST_SUBSET_TAG = 0x7E57
 VALIDATION_TAG = 0x7A1
 Arrays = tuple[np.ndarray, np.ndarray]
+CLASS_NAMES_FILE = "classes.json"
+
+
+def data_dir(workdir: str) -> str:
+  """`<workdir>/data`: the decoded image-folder caches and the label -> class-name mapping of a run."""
+  return fs.join(workdir, "data")
+
+
+def write_class_names(workdir: str, info: sources.DatasetInfo) -> str:
+  """Writes `<workdir>/data/classes.json` ({"dataset", "class_names": [name of label 0, ...]}); returns its path."""
+  path = fs.join(data_dir(workdir), CLASS_NAMES_FILE)
+  fs.write_json(path, {"dataset": info.name, "image_shape": list(info.image_shape),
+                       "class_names": list(info.class_names)})
+  return path
+
+
+def read_class_names(workdir: str) -> tuple[str, ...] | None:
+  """The class names `write_class_names` recorded in a run folder (None for a run without them)."""
+  path = fs.join(data_dir(workdir), CLASS_NAMES_FILE)
+  return tuple(fs.read_json(path)["class_names"]) if fs.exists(path) else None
 
 
 def seeded_subset(num_examples: int, limit: int, seed: int, tag: int = TEST_SUBSET_TAG) -> np.ndarray:
@@ -108,13 +129,13 @@ class Splits:
     return imbalance.class_counts(self.train[1], self.num_classes)
 
 
-def load_splits(dataset: str, *, imbalance_spec: imbalance.ImbalanceSpec | None = None, seed: int = 0,
+def load_splits(dataset: "str | sources.DataSource", *, imbalance_spec: imbalance.ImbalanceSpec | None = None, seed: int = 0,
                 idx_dir: str | os.PathLike | None = None, with_test: bool = True, test_examples: int = 0,
-                test_profile: str = "", validation_per_class: int = 0) -> Splits:
+                test_profile: str = "", validation_per_class: int = 0, cache_dir: str | None = None) -> Splits:
   """Loads a data set once and cuts it.
 
   Args:
-    dataset: a name `sources.get_dataset_info` knows.
+    dataset: a `sources.DataSource`, or a `config.dataset` string.
     imbalance_spec: how to cut the train split (None: keep it whole).
     seed: draws the imbalanced subsets and the test subset.
     idx_dir: offline IDX folder (None: TFDS).
@@ -123,12 +144,13 @@ def load_splits(dataset: str, *, imbalance_spec: imbalance.ImbalanceSpec | None 
     test_profile: '' or a profile for the imbalanced test subset.
     validation_per_class: > 0 also draws a balanced validation set of that many images per class
       from the train images the imbalanced subset leaves out.
+    cache_dir: where an image folder's decoded arrays are cached (None: decode every time).
 
   Returns:
     A `Splits`.
   """
   info = sources.get_dataset_info(dataset)
-  full_train = sources.load_arrays(dataset, "train", idx_dir=idx_dir)
+  full_train = sources.load_arrays(dataset, "train", idx_dir=idx_dir, cache_dir=cache_dir)
   used = cut_indices(full_train[1], imbalance_spec or imbalance.ImbalanceSpec(), seed, info.num_classes)
   train = (full_train[0][used], full_train[1][used]) if len(used) < len(full_train[1]) else full_train
   validation = None
@@ -137,7 +159,7 @@ def load_splits(dataset: str, *, imbalance_spec: imbalance.ImbalanceSpec | None 
     validation = (full_train[0][rows], full_train[1][rows])
   test = imbalanced = None
   if with_test:
-    test_images, test_labels = sources.load_arrays(dataset, "test", idx_dir=idx_dir)
+    test_images, test_labels = sources.load_arrays(dataset, "test", idx_dir=idx_dir, cache_dir=cache_dir)
     keep = seeded_subset(len(test_labels), test_examples, seed)
     test = (test_images[keep], test_labels[keep])
     if test_profile:

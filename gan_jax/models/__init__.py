@@ -67,9 +67,12 @@ FAMILIES: dict[str, GANFamily] = {f.name: f for f in (
               recipe=Recipe(loss="wasserstein", d_steps=5, gp_weight=10.0, lr_g=1e-4, lr_d=1e-4, b1=0.0, b2=0.9)),
 )}
 GAN_MODELS = tuple(FAMILIES)
-# Image sides the convolutional families are built for (28x28 MNIST-like, 32x32 CIFAR-like).
+# Image sides the convolutional families are built for (28x28 MNIST-like, 32x32 CIFAR-like, and
+# 64 and 128 px for a user's folder): generator, discriminator, default latent size.
 CONV_SIZES = {28: (dcgan.dcgan28_generator, dcgan.dcgan28_discriminator, 100),
-              32: (dcgan.dcgan32_generator, dcgan.dcgan32_discriminator, 128)}
+              32: (dcgan.dcgan32_generator, dcgan.dcgan32_discriminator, 128),
+              64: (dcgan.dcgan64_generator, dcgan.dcgan64_discriminator, 128),
+              128: (dcgan.dcgan128_generator, dcgan.dcgan128_discriminator, 128)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +114,9 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
 
   Args:
     name: one of GAN_MODELS.
-    image_shape: (28, 28, C) or (32, 32, C) for the convolutional models; any for mlp_gan.
+    image_shape: (S, S, C) with S in CONV_SIZES for the convolutional models; any for mlp_gan.
     num_classes: classes of the data set (used by the conditional families).
-    z_dim: latent size; defaults to 100 (28x28, MLP) or 128 (32x32).
+    z_dim: latent size; defaults to 100 (28x28, MLP) or 128 (32 px and larger).
     width: base channel count of the convolutional models; the MLP's hidden sizes are 4, 8, 16 x width.
     conditioning: how a label-conditioned discriminator sees the label: 'concat' or 'projection'.
     dropout_rate: discriminator dropout; None takes the family's.
@@ -137,9 +140,10 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
     return GAN(name, mlp.MLPGenerator(image_shape=tuple(image_shape), hidden=hidden),
                mlp.MLPDiscriminator(hidden=hidden[::-1], dropout_rate=dropout_rate),
                z_dim or 100, num_classes, False, False, False, (0.0, 1.0))
-  if height not in CONV_SIZES:
-    raise ValueError(f"Convolutional GANs support {' or '.join(f'{s}x{s}' for s in CONV_SIZES)} images, "
-                     f"got {tuple(image_shape)}")
+  if height not in CONV_SIZES or image_shape[1] != height:
+    raise ValueError(f"Convolutional GANs support {', '.join(f'{s}x{s}' for s in CONV_SIZES)} images, "
+                     f"got {'x'.join(map(str, image_shape[:2]))}; set config.image_size to one of "
+                     f"{', '.join(map(str, CONV_SIZES))}")
   make_g, make_d, default_z = CONV_SIZES[height]
   generator = make_g(width, channels, num_classes=num_classes if family.conditional else 0,
                      upsample_impl=upsample_impl, dtype=dtype)

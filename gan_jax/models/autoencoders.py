@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from gan_jax.models import dcgan
+from gan_jax.models import layers
 from gan_jax.kernels import upsample
 
 AUTOENCODER_MODELS = ("ae", "vae", "cvae", "aae")
@@ -236,19 +237,25 @@ class ReconstructionModel:
       raise ValueError(f"model '{self.name}' has no discriminator")
     return self.discriminator.apply({"params": d_params}, images, None, train=False)[0]
 
-  def generate(self, params: PyTree, labels: jax.Array, key: jax.Array) -> jax.Array:
+  def generate(self, params: PyTree, labels: jax.Array, key: jax.Array, truncation: float = 0.0) -> jax.Array:
     """Images in [0, 1] decoded from z ~ N(0, I), one per entry of `labels`.
 
     For the `cvae` each image belongs to its label's class; unconditional VAEs use
-    `labels` only for the batch size.
+    `labels` only for the batch size. `truncation` > 0 draws each coordinate of z from
+    N(0, 1) truncated to [-truncation, truncation] (a static value: one program per value).
 
     Raises:
       ValueError: the model has no prior to sample from (ae, aae).
     """
     if not self.variational:
       raise ValueError(f"model '{self.name}' has no prior to sample from; use a vae or cvae")
-    z = jax.random.normal(key, (labels.shape[0], self.latent_dim), jnp.float32)
+    z = layers.latent_noise(key, (labels.shape[0], self.latent_dim), truncation)
     return jax.nn.sigmoid(self.decode(params, z, labels))
+
+
+# Stride-2 stages of encoder and decoder per image side: 28 -> 14 -> 7, 32 -> 8, 64 -> 8, 128 -> 8,
+# with widths w, 2w, 4w, 8w.
+STAGES_BY_SIZE = {28: 2, 32: 2, 64: 3, 128: 4}
 
 
 def build_model(name: str, *, image_shape: Sequence[int], num_classes: int, latent_dim: int, width: int = 32,
@@ -257,15 +264,15 @@ def build_model(name: str, *, image_shape: Sequence[int], num_classes: int, late
 
   Args:
     name: one of AUTOENCODER_MODELS.
-    image_shape: (H, W, C) with H and W divisible by 4 (two stride-2 stages).
+    image_shape: (S, S, C) with S a key of STAGES_BY_SIZE.
     num_classes: classes of the data set (used by cvae).
     latent_dim: size of z.
-    width: channels of the first convolution; the second has 2 * width.
+    width: channels of the first convolution; each further stage doubles them.
     hidden: units of the dense layers of encoder and decoder.
     upsample_impl: decoder up-sampling implementation.
 
   Raises:
-    ValueError: unknown name or non-positive sizes.
+    ValueError: unknown name, non-positive sizes or an unsupported image size.
   """
   if name not in AUTOENCODER_MODELS:
     raise ValueError(f"Unknown model '{name}'; choose one of: {', '.join(AUTOENCODER_MODELS)}")
@@ -274,7 +281,11 @@ def build_model(name: str, *, image_shape: Sequence[int], num_classes: int, late
   if upsample_impl not in upsample.UPSAMPLE_IMPLS:
     raise ValueError(f"Unknown upsample_impl '{upsample_impl}'; choose one of: {', '.join(upsample.UPSAMPLE_IMPLS)}")
   image_shape = tuple(int(s) for s in image_shape)
-  widths = (width, 2 * width)
+  if image_shape[0] not in STAGES_BY_SIZE or image_shape[1] != image_shape[0]:
+    raise ValueError(f"Autoencoders support {', '.join(f'{s}x{s}' for s in STAGES_BY_SIZE)} images, got "
+                     f"{image_shape[0]}x{image_shape[1]}; set config.image_size to one of "
+                     f"{', '.join(map(str, STAGES_BY_SIZE))}")
+  widths = tuple(width * 2**i for i in range(STAGES_BY_SIZE[image_shape[0]]))
   if name in ("vae", "cvae"):
     classes = num_classes if name == "cvae" else 0
     autoencoder = VAE(image_shape, latent_dim, widths, hidden, classes, upsample_impl)

@@ -1,4 +1,4 @@
-"""DCGAN generators and discriminators (Radford et al., 2016) for 28x28 and 32x32 images.
+"""DCGAN generators and discriminators (Radford et al., 2016) for 28, 32, 64 and 128 px images.
 
 One generator and one discriminator class cover both resolutions: the resolution
 only changes the stem size and the number of stride-2 stages, so the presets
@@ -118,3 +118,27 @@ def dcgan32_generator(width: int = 64, channels: int = 3, **kwargs) -> DCGANGene
 def dcgan32_discriminator(width: int = 64, **kwargs) -> DCGANDiscriminator:
   """32 -> 16 -> 8 -> 4 -> 2 with w, 2w, 4w, 8w channels, flatten (2048 for w=64) -> 1."""
   return DCGANDiscriminator(widths=(width, 2 * width, 4 * width, 8 * width), kernel_size=4, **kwargs)
+
+
+def dcgan64_generator(width: int = 64, channels: int = 3, **kwargs) -> DCGANGenerator:
+  """z(128) -> dense 4x4x8w -> 8x8x4w -> 16x16x2w -> 32x32xw -> 64x64xC (Radford et al.'s 64 px plan)."""
+  return DCGANGenerator(stem_size=4, stem_features=8 * width,
+                        stages=((4 * width, 2), (2 * width, 2), (width, 2)),
+                        out_channels=channels, kernel_size=4, **kwargs)
+
+
+def dcgan64_discriminator(width: int = 64, **kwargs) -> DCGANDiscriminator:
+  """64 -> 32 -> 16 -> 8 -> 4 with w, 2w, 4w, 8w channels, flatten -> 1."""
+  return DCGANDiscriminator(widths=(width, 2 * width, 4 * width, 8 * width), kernel_size=4, **kwargs)
+
+
+def dcgan128_generator(width: int = 64, channels: int = 3, **kwargs) -> DCGANGenerator:
+  """The 64 px plan with one more stage: 4x4x8w -> 8x8x8w -> 16x16x4w -> 32x32x2w -> 64x64xw -> 128x128xC."""
+  return DCGANGenerator(stem_size=4, stem_features=8 * width,
+                        stages=((8 * width, 2), (4 * width, 2), (2 * width, 2), (width, 2)),
+                        out_channels=channels, kernel_size=4, **kwargs)
+
+
+def dcgan128_discriminator(width: int = 64, **kwargs) -> DCGANDiscriminator:
+  """128 -> 64 -> ... -> 4 with w, 2w, 4w, 8w, 8w channels (capped at 8w, as the generator), flatten -> 1."""
+  return DCGANDiscriminator(widths=(width, 2 * width, 4 * width, 8 * width, 8 * width), kernel_size=4, **kwargs)

@@ -108,3 +108,11 @@ class SpectralDense(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
     return x @ spectral_normalize(kernel) + bias
+
+
+def latent_noise(key: jax.Array, shape, truncation: float = 0.0) -> jax.Array:
+  """N(0, 1) noise; with truncation > 0, truncated to [-truncation, truncation] (the truncation
+  trick of Brock et al., ICLR 2019: fidelity for variety)."""
+  if truncation > 0:
+    return jax.random.truncated_normal(key, -truncation, truncation, shape, jnp.float32)
+  return jax.random.normal(key, shape, jnp.float32)

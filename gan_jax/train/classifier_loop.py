@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -21,6 +22,7 @@ import optax
 
 from gan_jax import batching
 from gan_jax import checks
+from gan_jax import fs
 from gan_jax import parallel
 from gan_jax.data import batch_order
 from gan_jax.data import device_dataset
@@ -271,3 +273,11 @@ def predict(programs: ClassifierPrograms, variables, images: np.ndarray, batch_s
       lambda _, rows: programs.predict(variables, parallel.shard_batch(images[rows].astype(np.float32) / 255.0,
                                                                     programs.mesh)),
       len(images), batch_size)
+
+
+def read_variables(path: str, template) -> dict:
+  """Classifier variables from a .msgpack file (a file of the parameters alone is read as {'params'})."""
+  state = flax.serialization.msgpack_restore(fs.read_bytes(path))
+  if "params" not in state:  # a model without other variables saved its parameters alone
+    state = {"params": state}
+  return flax.serialization.from_state_dict(template, state)

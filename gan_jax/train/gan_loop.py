@@ -6,6 +6,10 @@ so a restored run sees exactly the batches an uninterrupted run would have seen.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
+
 from typing import Any, Callable, Sequence
 
 import jax
@@ -24,6 +28,7 @@ from gan_jax import metric_writer
 from gan_jax import models
 from gan_jax import parallel
 from gan_jax import workdir as workdir_lib
+from gan_jax.models import layers
 from gan_jax.data import device_dataset
 from gan_jax.data import imbalance
 from gan_jax.data import sources
@@ -36,12 +41,12 @@ POSITIVE_FIELDS = ("batch_size", "num_steps", "d_steps", "log_every", "checkpoin
                    "keep_checkpoints")
 # The fields of a standalone run that choose its data; a driver that hands fit_gan its arrays owns them.
 DATA_FIELDS = ("dataset", "seed", "imbalance", "imbalance_rho", "imbalance_n_max", "imbalance_minority_classes",
-               "imbalance_fraction", "train_classes")
+               "imbalance_fraction", "train_classes", *sources.SOURCE_DEFAULTS)
 # GAN run folders recorded by earlier versions: fields added since (with the value that computes what
 # such a run computed) and the data fields that runs driven by the imbalance benchmark recorded.
 MIGRATIONS = workdir_lib.Migrations(
     added={"train_classes": "", "g_ema_decay": 0.0, "spectral_norm": False, "reuse_fakes": False,
-           "class_balanced": False, "augment": ""},
+           "class_balanced": False, "augment": "", **sources.SOURCE_DEFAULTS},
     retired=DATA_FIELDS)
 NONFINITE_HINT = "Lower the learning rate, or pass --config.on_nonfinite=skip to skip such updates."
 
@@ -73,10 +78,43 @@ def validate_config(config: ml_collections.ConfigDict) -> sources.DatasetInfo:
   """Checks a standalone GAN config (data fields too); returns the data set's info."""
   checks.one_of(config.model, models.GAN_MODELS, "model")
   checks.one_of(config.loss, sorted(losses.ADVERSARIAL_LOSSES), "loss")
-  info = sources.get_dataset_info(config.dataset)
+  info = sources.get_dataset_info(sources.DataSource.from_config(config))
   parse_train_classes(config.train_classes, info.num_classes)
   validate_training(config, info.image_shape, info.num_classes, jax.device_count())
   return info
+
+
+@dataclasses.dataclass(frozen=True)
+class GANPrograms:
+  """The compiled pieces of one GAN architecture: `init(key)`, `train_step(state, batches)` and
+  `render(state, z, labels)` (eval-mode images)."""
+  gan: models.GAN
+  init: Callable
+  train_step: Callable
+  render: Callable
+
+
+_PROGRAMS: dict[tuple, GANPrograms] = {}
+_MAX_PROGRAMS = 8
+
+
+def build_programs(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int,
+                   mesh) -> GANPrograms:
+  """The programs of a config, built once per process: runs of one architecture (the per-class
+  GANs of a benchmark, a resumed run) reuse the traced and compiled functions."""
+  key = (json.dumps(workdir_lib.config_to_dict(config), sort_keys=True), tuple(image_shape), num_classes, mesh)
+  if key not in _PROGRAMS:
+    if len(_PROGRAMS) >= _MAX_PROGRAMS:
+      _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    gan = build_gan(config, image_shape, num_classes)
+    g_tx, d_tx = build_optimizers(config)
+    init = jax.jit(init_state_fn(config, gan, g_tx, d_tx, tuple(image_shape)), out_shardings=parallel.replicated(mesh))
+    train_step = parallel.data_parallel_jit(
+        gan_step.make_train_step(gan, build_step_config(config), g_tx, d_tx), mesh, batch_axis=1)
+    render = jax.jit(lambda s, z, labels: gan_step.generate(gan, gan_step.sampling_params(s), s.g_batch_stats, z,
+                                                            labels, train=False)[0])
+    _PROGRAMS[key] = GANPrograms(gan, init, train_step, render)
+  return _PROGRAMS[key]
 
 
 def build_optimizers(config: ml_collections.ConfigDict):
@@ -105,11 +143,16 @@ def parse_train_classes(value, num_classes: int) -> list[int] | None:
   return classes
 
 
-def load_train_arrays(config: ml_collections.ConfigDict, idx_dir: str | None) -> splits.Arrays:
-  """A standalone run's training set: the (optionally imbalanced) train split, restricted to train_classes."""
+def load_train_arrays(config: ml_collections.ConfigDict, idx_dir: str | None,
+                      cache_dir: str | None = None) -> splits.Arrays:
+  """A standalone run's training set: the (optionally imbalanced) train split, restricted to train_classes.
+
+  `cache_dir` keeps an image folder's decoded arrays (see `sources.load_arrays`).
+  """
   spec = imbalance.ImbalanceSpec.from_fields(config.imbalance, config.imbalance_rho, config.imbalance_n_max,
                                              config.imbalance_minority_classes, config.imbalance_fraction)
-  data = splits.load_splits(config.dataset, imbalance_spec=spec, seed=config.seed, idx_dir=idx_dir, with_test=False)
+  data = splits.load_splits(sources.DataSource.from_config(config), imbalance_spec=spec, seed=config.seed,
+                            idx_dir=idx_dir, with_test=False, cache_dir=cache_dir)
   images_, labels = data.train
   train_classes = parse_train_classes(config.train_classes, data.num_classes)
   if train_classes is not None:
@@ -148,7 +191,8 @@ def health_check(on_nonfinite: str, metric_names: list[str]) -> loop.CheckFn:
 
 
 def fit_gan(config: ml_collections.ConfigDict, images_: np.ndarray, labels: np.ndarray, workdir: str, *,
-            num_classes: int, seed: int, overwrite: bool = False, name: str | None = None) -> dict[str, Any]:
+            num_classes: int, seed: int, overwrite: bool = False, name: str | None = None,
+            info: sources.DatasetInfo | None = None) -> dict[str, Any]:
   """Trains (or resumes) a GAN on the given arrays in `workdir` until `config.num_steps`.
 
   Args:
@@ -160,6 +204,7 @@ def fit_gan(config: ml_collections.ConfigDict, images_: np.ndarray, labels: np.n
     seed: initialisation, noise and batch order.
     overwrite: discard an earlier run with a different config in `workdir`.
     name: label of the progress lines (default: the model name).
+    info: the data set's facts, recorded as `data/classes.json` so that samples can be named by class.
 
   Returns:
     The last logged metrics record, plus 'stopped_by' and 'stopped_at' when a signal ended the run early.
@@ -169,15 +214,15 @@ def fit_gan(config: ml_collections.ConfigDict, images_: np.ndarray, labels: np.n
   is_writer = jax.process_index() == 0
   if is_writer:
     workdir_lib.prepare(workdir, config, overwrite=overwrite, migrations=MIGRATIONS)
+    if info is not None:
+      splits.write_class_names(workdir, info)
   if config.class_balanced:
     images_, labels = class_balanced(images_, labels, seed)
   image_shape = tuple(images_.shape[1:])
-  gan = build_gan(config, image_shape, num_classes)
-  g_tx, d_tx = build_optimizers(config)
+  programs = build_programs(config, image_shape, num_classes, mesh)
+  gan, train_step = programs.gan, programs.train_step
   dataset = device_dataset.DeviceDataset(images_, labels, mesh, gan.output_range)
-  init = jax.jit(init_state_fn(config, gan, g_tx, d_tx, image_shape), out_shardings=parallel.replicated(mesh))
-  train_step = parallel.data_parallel_jit(
-      gan_step.make_train_step(gan, build_step_config(config), g_tx, d_tx), mesh, batch_axis=1)
+  init = programs.init
   metric_names: list[str] = []
 
   def step_fn(state, step):
@@ -187,8 +232,7 @@ def fit_gan(config: ml_collections.ConfigDict, images_: np.ndarray, labels: np.n
     return state, metrics
 
   sample_z, sample_labels, rows, cols = fixed_sample_inputs(gan, seed)
-  render_grid = jax.jit(lambda s: gan_step.generate(gan, gan_step.sampling_params(s), s.g_batch_stats, sample_z,
-                                                    sample_labels, train=False)[0])
+  render_grid = lambda state: programs.render(state, sample_z, sample_labels)
 
   def save_samples(state, done):
     images.save_grid(fs.join(workdir, "samples", f"step_{done:08d}.png"), np.asarray(jax.device_get(
@@ -225,9 +269,9 @@ def train_gan(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | No
     What `fit_gan` returns.
   """
   info = validate_config(config)
-  images_, labels = load_train_arrays(config, idx_dir)
+  images_, labels = load_train_arrays(config, idx_dir, cache_dir=splits.data_dir(workdir))
   return fit_gan(config, images_, labels, workdir, num_classes=info.num_classes, seed=config.seed,
-                 overwrite=overwrite)
+                 overwrite=overwrite, info=info)
 
 
 def load_generator(config: ml_collections.ConfigDict, workdir: str, *, image_shape: Sequence[int],
@@ -241,9 +285,10 @@ def load_generator(config: ml_collections.ConfigDict, workdir: str, *, image_sha
     num_classes: the run's `num_classes`.
 
   Returns:
-    `sample(key, labels, batch_size=500)`: a PRNG key and int labels [N] (ignored by
-    unconditional models) -> uint8 images [N, H, W, C], in eval mode (BatchNorm running
-    statistics), quantised as the real images are; chunks of `batch_size` compile once.
+    `sample(key, labels, batch_size=500, truncation=0.0)`: a PRNG key and int labels [N]
+    (ignored by unconditional models) -> uint8 images [N, H, W, C], in eval mode (BatchNorm
+    running statistics), quantised as the real images are; chunks of `batch_size` compile
+    once. `truncation` > 0 draws z from N(0, 1) truncated to [-truncation, truncation].
 
   Raises:
     FileNotFoundError: the workdir has no checkpoint.
@@ -261,17 +306,18 @@ def load_generator(config: ml_collections.ConfigDict, workdir: str, *, image_sha
   # per-class GANs of a benchmark) share one compiled sampler.
   params, batch_stats = gan_step.sampling_params(state), state.g_batch_stats
 
-  @jax.jit
-  def sample_batch(params, batch_stats, key, labels):
-    z = jax.random.normal(key, (labels.shape[0], gan.z_dim))
+  @functools.partial(jax.jit, static_argnums=4)
+  def sample_batch(params, batch_stats, key, labels, truncation):
+    z = layers.latent_noise(key, (labels.shape[0], gan.z_dim), truncation)
     return gan_step.generate(gan, params, batch_stats, z, labels, train=False)[0]
 
-  def sample(key: jax.Array, labels: np.ndarray, batch_size: int = 500) -> np.ndarray:
+  def sample(key: jax.Array, labels: np.ndarray, batch_size: int = 500, truncation: float = 0.0) -> np.ndarray:
     labels = np.asarray(labels, np.int32)
     if not len(labels):
       return np.zeros((0,) + tuple(image_shape), np.uint8)
     fake = batching.map_chunks(
-        lambda index, rows: sample_batch(params, batch_stats, jax.random.fold_in(key, index), labels[rows]),
+        lambda index, rows: sample_batch(params, batch_stats, jax.random.fold_in(key, index), labels[rows],
+                                         float(truncation)),
         len(labels), batch_size)
     return images.to_uint8(fake, gan.output_range)
 

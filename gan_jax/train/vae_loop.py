@@ -38,8 +38,8 @@ POSITIVE_FIELDS = ("batch_size", "num_steps", "latent_dim", "width", "hidden", "
                    "eval_batch_size", "eval_samples", "keep_checkpoints")
 NON_NEGATIVE_FIELDS = ("beta", "iwae_samples", "eval_examples", "adversarial_weight", "aae_score_weight")
 # The fields of a standalone run that its driver owns when it hands `fit` the arrays.
-DATA_FIELDS = ("dataset", "seed", "model")
-MIGRATIONS = workdir_lib.Migrations(retired=DATA_FIELDS)
+DATA_FIELDS = ("dataset", "seed", "model", *sources.SOURCE_DEFAULTS)
+MIGRATIONS = workdir_lib.Migrations(added=dict(sources.SOURCE_DEFAULTS), retired=DATA_FIELDS)
 EVAL_SUBSET_TAG = 0xE7A1
 NONFINITE_HINT = "Lower --config.learning_rate."
 
@@ -119,7 +119,8 @@ def _loss_check(state, scalars: dict | None, step: int):
 
 
 def fit(config: ml_collections.ConfigDict, programs: Programs, dataset: batch_order.InMemoryDataset, workdir: str,
-        *, seed: int, name: str = "", overwrite: bool = False) -> loop.LoopResult:
+        *, seed: int, name: str = "", overwrite: bool = False,
+        info: sources.DatasetInfo | None = None) -> loop.LoopResult:
   """Trains (or resumes from `workdir/checkpoints`) until `config.num_steps`.
 
   Writes config.json, `metrics.jsonl` (every `log_every` steps and the last) and
@@ -135,6 +136,7 @@ def fit(config: ml_collections.ConfigDict, programs: Programs, dataset: batch_or
     seed: initialisation, noise and batch order.
     name: label of the progress lines.
     overwrite: discard an earlier run with a different config in `workdir`.
+    info: the data set's facts, recorded as `data/classes.json` so that samples can be named by class.
 
   Returns:
     The loop's result (state, last record, whether a signal stopped it).
@@ -143,7 +145,10 @@ def fit(config: ml_collections.ConfigDict, programs: Programs, dataset: batch_or
     loop.NonFiniteError: a logged loss is NaN or Inf (the last good checkpoint is named).
   """
   if jax.process_index() == 0:
-    workdir_lib.prepare(workdir, config, overwrite=overwrite, outputs=("checkpoints", "metrics.jsonl", "tensorboard", "results.json"), migrations=MIGRATIONS)
+    workdir_lib.prepare(workdir, config, overwrite=overwrite,
+                        outputs=("checkpoints", "metrics.jsonl", "tensorboard", "results.json"), migrations=MIGRATIONS)
+    if info is not None:
+      splits.write_class_names(workdir, info)
 
   def step_fn(state, step):
     local = dataset.batch(step, config.batch_size, seed, jax.process_index(), jax.process_count())
@@ -192,7 +197,7 @@ def summarize_test_metrics(model: autoencoders.ReconstructionModel, metrics: dic
 def validate_config(config: ml_collections.ConfigDict) -> sources.DatasetInfo:
   """Checks a standalone autoencoder config; returns the data set's info."""
   checks.one_of(config.model, autoencoders.AUTOENCODER_MODELS, "model")
-  info = sources.get_dataset_info(config.dataset)
+  info = sources.get_dataset_info(sources.DataSource.from_config(config))
   validate_training(config, config.model, info.image_shape, info.num_classes, jax.device_count())
   return info
 
@@ -214,11 +219,12 @@ def train_vae(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | No
   mesh = parallel.make_mesh()
   programs = build_programs(config, mesh, model=config.model, image_shape=info.image_shape,
                             num_classes=info.num_classes)
-  data = splits.load_splits(config.dataset, seed=config.seed, idx_dir=idx_dir)
+  data = splits.load_splits(sources.DataSource.from_config(config), seed=config.seed, idx_dir=idx_dir,
+                            cache_dir=splits.data_dir(workdir))
   unit = lambda arrays: (sources.scale_images(arrays[0], (0.0, 1.0)), arrays[1])
   train_images, train_labels = unit(data.train)
   result = fit(config, programs, batch_order.InMemoryDataset(train_images, train_labels), workdir, seed=config.seed,
-               overwrite=overwrite)
+               overwrite=overwrite, info=info)
   if result.stopped:
     return {**result.last_record, "stopped": True}
 

@@ -27,7 +27,7 @@ def test_registry():
 def test_unknown_dataset_message():
   with pytest.raises(ValueError) as info:
     sources.get_dataset_info("svhn")
-  assert str(info.value) == "Unknown dataset 'svhn'; choose one of: cifar10, fashion_mnist, mnist"
+  assert str(info.value) == "Unknown dataset 'svhn'; choose one of: cifar10, fashion_mnist, mnist, tfds:<name>[:<version>] or folder:<path>"
 
 
 def test_default_idx_dir_reads_the_environment(monkeypatch, tmp_path):
@@ -87,6 +87,43 @@ def test_tfds_source_with_mock_data(name, shape):
   assert images.shape == (12, *shape) and images.dtype == np.uint8
   assert labels.shape == (12,) and labels.dtype == np.int32
   assert labels.min() >= 0 and labels.max() < 10
+
+
+def test_any_tfds_image_data_set_by_name_with_mock_data():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  # cats_vs_dogs has images of varying size: each is padded to a square and resized.
+  source = sources.DataSource("tfds:cats_vs_dogs", image_size=32, channels=1)
+  info = sources.get_dataset_info(source)
+  assert info.class_names == ("cat", "dog") and info.image_shape == (32, 32, 1)
+  with tfds.testing.mock_data(num_examples=10):
+    images, labels = sources.load_arrays(source, "train")
+    rgb_mnist = sources.load_arrays(sources.DataSource("tfds:mnist", channels=3), "train")[0]
+  assert images.shape == (10, 32, 32, 1) and images.dtype == np.uint8 and set(labels) <= {0, 1}
+  assert rgb_mnist.shape == (10, 28, 28, 3)
+  np.testing.assert_array_equal(rgb_mnist[..., 0], rgb_mnist[..., 2])  # grayscale copied to every channel
+
+
+@pytest.mark.parametrize("source,message", [
+    (sources.DataSource("tfds:cats_vs_dogs"), "varying size; set config.image_size"),
+    (sources.DataSource("tfds:no_such_data_set"), "TFDS has no data set 'no_such_data_set'"),
+    (sources.DataSource("tfds:imdb_reviews"), "Not an image-classification data set"),
+    (sources.DataSource("tfds:"), "names no tfds"),
+    (sources.DataSource("mnist", channels=2), "channels"),
+])
+def test_bad_tfds_sources_are_one_line_errors(source, message):
+  pytest.importorskip("tensorflow_datasets")
+  with pytest.raises(ValueError, match=message) as info:
+    sources.get_dataset_info(source)
+  assert "\n" not in str(info.value)
+
+
+def test_built_in_data_converted_to_another_size_and_channels(idx_dir):
+  images, labels = sources.load_arrays(sources.DataSource("mnist", image_size=32, channels=3), "test",
+                                       idx_dir=idx_dir)
+  plain, _ = sources.load_arrays("mnist", "test", idx_dir=idx_dir)
+  assert images.shape == (len(plain), 32, 32, 3) and len(labels) == 10000
+  # Lanczos resampling keeps the digit where it was: centre mass matches the 28x28 original.
+  assert abs(images[:100].mean() - plain[:100].mean()) < 0.05 * plain[:100].mean()
 
 
 _WITHOUT_TENSORFLOW = textwrap.dedent("""

@@ -115,7 +115,7 @@ def test_classifier_shapes():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(name="bigan"), "Unknown model 'bigan'"),
-    (dict(name="dcgan", image_shape=(64, 64, 3)), "28x28 or 32x32"),
+    (dict(name="dcgan", image_shape=(48, 48, 3)), "28x28, 32x32, 64x64, 128x128 images, got 48x48"),
     (dict(name="cgan", conditioning="film"), "Unknown conditioning 'film'"),
 ])
 def test_build_gan_errors(kwargs, message):

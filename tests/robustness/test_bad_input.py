@@ -26,6 +26,7 @@ def assert_one_line_error(result, fragment, seconds):
     (["--config.model=biggan"], "Unknown model 'biggan'; choose one of: mlp_gan, dcgan"),
     (["--config.loss=kl"], "Unknown loss 'kl'; choose one of:"),
     (["--config.dataset=svhn"], "Unknown dataset 'svhn'; choose one of: cifar10, fashion_mnist, mnist"),
+    (["--config.dataset=folder:/no/such/folder"], "image folder /no/such/folder does not exist"),
     (["--config.foo=1"], "Unknown config field 'foo'"),
     (["--config=experiments/configs/mlp_gan_mnist.py:tiny"], "Unknown config variant 'tiny'"),
     (["--config=experiments/configs/no_such_gan.py"], "No such file or directory"),

@@ -108,3 +108,21 @@ def test_bad_config_is_rejected():
     vae_loop.validate_config(smoke_config("vae_mnist", likelihood="poisson"))
   with pytest.raises(ValueError, match="batch_size"):
     vae_loop.validate_config(smoke_config("ae_mnist", batch_size=0))
+
+
+def test_trained_vaes_sample_by_class_and_the_autoencoder_refuses(smoke_run, tmp_path):
+  from gan_jax import sampling  # pylint: disable=g-import-not-at-top
+  config, workdir, _ = smoke_run
+  if config.model == "ae":
+    with pytest.raises(sampling.SampleError, match="'ae' run, which cannot generate images"):
+      sampling.load(str(workdir))
+    return
+  generator = sampling.load(str(workdir))
+  assert generator.conditional == (config.model == "cvae") and generator.image_shape == (28, 28, 1)
+  classes = sampling.parse_classes("2,5" if generator.conditional else "", generator)
+  out = str(tmp_path / "samples.npz")
+  summary = sampling.export(generator, out, num_per_class=4, classes=classes, fmt="npz", truncation=1.0)
+  arrays = np.load(out)
+  assert arrays["image"].shape == (4 * max(1, len(classes)), 28, 28, 1) and arrays["image"].dtype == np.uint8
+  assert sum(summary["written"].values()) == len(arrays["label"])
+  assert list(arrays["class_names"]) == [str(d) for d in range(10)]

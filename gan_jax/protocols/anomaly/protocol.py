@@ -67,13 +67,13 @@ def stage_name(normal_class: int, scorer: str) -> str:
 def stage_fingerprint(config: ml_collections.ConfigDict, scorer: str, normal_class: int) -> dict:
   """What a stage's result depends on; a cached result is reused only when it matches."""
   train = {**workdir_lib.config_to_dict(config.train), "model": SCORERS[scorer][0], "dataset": config.dataset,
-           "seed": config.seed}
+           "seed": config.seed, **sources.non_default_settings(config)}
   return {"train": train, "class": normal_class, "scorer": scorer, "test_examples": int(config.test_examples)}
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> tuple[sources.DatasetInfo, list[int], list[str]]:
   """Checks every field of every stage before any runs; returns (info, classes, scorers)."""
-  info = sources.get_dataset_info(config.dataset)
+  info = sources.get_dataset_info(sources.DataSource.from_config(config))
   classes = parse_classes(config.classes, info.num_classes)
   scorers = parse_scorers(config.scorers)
   checks.non_negative(config.test_examples, "test_examples")
@@ -128,7 +128,10 @@ def run_one_class(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
   if is_writer:
     workdir_lib.prepare(workdir, config, overwrite=overwrite, outputs=OUTPUTS, resumable_fields=RESUMABLE_FIELDS,
                         migrations=vae_loop.MIGRATIONS)
-  data = splits.load_splits(config.dataset, seed=config.seed, idx_dir=idx_dir, test_examples=config.test_examples)
+  data = splits.load_splits(sources.DataSource.from_config(config), seed=config.seed, idx_dir=idx_dir,
+                            test_examples=config.test_examples, cache_dir=splits.data_dir(workdir))
+  if is_writer:
+    splits.write_class_names(workdir, info)
   unit = lambda arrays: (sources.scale_images(arrays[0], (0.0, 1.0)), arrays[1])
   train_images, train_labels = unit(data.full_train)
   test = unit(data.test)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import flax
 import jax
 import ml_collections
 import numpy as np
@@ -23,6 +22,8 @@ from gan_jax import parallel
 from gan_jax import preemption
 from gan_jax import stages
 from gan_jax import workdir as workdir_lib
+from gan_jax.data import imbalance
+from gan_jax.data import sources
 from gan_jax.data import splits
 from gan_jax.protocols.imbalance import classifiers as classifiers_lib
 from gan_jax.protocols.imbalance import generators as generators_lib
@@ -34,7 +35,6 @@ from gan_jax.protocols.imbalance import seeds
 from gan_jax.protocols.imbalance import validation
 from gan_jax.train import classifier_loop
 
-TEST_SETS = report.TEST_SETS
 
 
 class Study:
@@ -54,7 +54,9 @@ class Study:
     self.combination_add = np.round(config.combination_ratio * gap).astype(np.int64)
     # Plain classifiers that cRT or post-hoc adjustment build on keep their parameters.
     self.kept = {m.plain for m in plan.methods if m.loss.builds_on_plain}
-    self.test_sets = {"balanced": data.test, "imbalanced": data.imbalanced_test}
+    # A source used as it is has one test set, with its own class counts.
+    self.test_sets = ({report.AS_IS_TEST_SET: data.test} if config.profile == imbalance.AS_IS
+                      else {"balanced": data.test, "imbalanced": data.imbalanced_test})
     self.generator_data = generators_lib.Data(*data.train, num_classes=self.num_classes, seed=int(config.seed),
                                               num_devices=mesh.size)
     self.use_filter = config.filter_confidence > 0 and any(m.generator for m in plan.methods)
@@ -69,10 +71,7 @@ class Study:
 
   def params(self, path: str):
     """A classifier's variables from its .msgpack file."""
-    state = flax.serialization.msgpack_restore(fs.read_bytes(path))
-    if "params" not in state:  # a file of the parameters alone: a model without other variables
-      state = {"params": state}
-    return flax.serialization.from_state_dict(self.template, state)
+    return classifier_loop.read_variables(path, self.template)
 
   def generator_classes(self, name: str) -> list[int]:
     """The classes a generator is trained for: those that need images (per-class models), else all."""
@@ -189,8 +188,7 @@ class Study:
     record["train_seconds"] = time.perf_counter() - start
     if method.loss.deferred != "none":
       record["drw_start_step"] = self.classifiers.switch_step(self.config.classifier.num_steps)
-    for test_set in TEST_SETS:
-      test_images, test_labels = self.test_sets[test_set]
+    for test_set, (test_images, test_labels) in self.test_sets.items():
       probs = self.classifiers.probabilities(predict_part, params, test_images)
       if tau is not None:
         probs = classifiers_lib.adjust(probs, label_counts, tau)
@@ -225,9 +223,11 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
   plan = validation.validate(config, mesh.size)
   workdir_lib.prepare(workdir, config, overwrite=overwrite, outputs=layout_lib.OUTPUTS,
                       resumable_fields=validation.RESUMABLE_FIELDS, migrations=validation.MIGRATIONS)
-  data = splits.load_splits(config.dataset, imbalance_spec=plan.imbalance, seed=config.seed, idx_dir=idx_dir,
-                            test_examples=config.test_examples, test_profile=config.test_profile,
-                            validation_per_class=config.validation_per_class)
+  data = splits.load_splits(sources.DataSource.from_config(config), imbalance_spec=plan.imbalance, seed=config.seed,
+                            idx_dir=idx_dir, test_examples=config.test_examples,
+                            test_profile="" if config.profile == imbalance.AS_IS else config.test_profile,
+                            validation_per_class=config.validation_per_class, cache_dir=splits.data_dir(workdir))
+  splits.write_class_names(workdir, data.info)
   layout = layout_lib.Layout(workdir)
   study = Study(config, plan, data, layout, mesh)
   logging.info("Imbalanced %s train set: %s images per class; adding %s", config.dataset, study.counts.tolist(),

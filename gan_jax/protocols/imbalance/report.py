@@ -28,8 +28,16 @@ from gan_jax.protocols.imbalance import quality
 
 SAMPLES_PER_ROW = quality.SAMPLES_PER_ROW
 TEST_SETS = ("balanced", "imbalanced")
+AS_IS_TEST_SET = "as_is"
 TEST_SET_TITLES = {"balanced": "balanced test set (the full test split)",
-                   "imbalanced": "imbalanced test subset (DeepSMOTE's test counts)"}
+                   "imbalanced": "imbalanced test subset (DeepSMOTE's test counts)",
+                   AS_IS_TEST_SET: ("test split as it is (profile as_is: the source's own class counts, "
+                                    "so no imbalanced test subset is built)")}
+
+
+def test_sets_of(results: dict) -> list[str]:
+  """The test sets a run scored, in report order."""
+  return [t for t in TEST_SET_TITLES if t in results["test_counts"]]
 METRIC_TITLES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1",
                  "g_mean": "G-mean"}
 
@@ -137,7 +145,7 @@ def collect(config: ml_collections.ConfigDict, methods: Sequence[methods_lib.Met
       "methods": {}, "quality": {"real_train": fs.read_json(layout.quality("real"))},
   }
   for m in methods:
-    entry = summarize_method(runs[m.name], baseline if m.name != "none" else None, TEST_SETS)
+    entry = summarize_method(runs[m.name], baseline if m.name != "none" else None, list(test_labels))
     if any("tau" in r for r in runs[m.name]):
       entry["posthoc_tau"] = [r["tau"] for r in runs[m.name]]
     entry["train_examples"] = runs[m.name][0]["train_examples"]
@@ -148,7 +156,7 @@ def collect(config: ml_collections.ConfigDict, methods: Sequence[methods_lib.Met
   for name in dict.fromkeys(m.generator for m in methods if m.generator):
     results["quality"][name] = fs.read_json(layout.quality(name))
   groups = {m.name: m.group for m in methods}
-  for t in TEST_SETS:  # every method against the best loss-only remedy, paired by seed
+  for t in test_labels:  # every method against the best loss-only remedy, paired by seed
     best_loss = best_of(results["methods"], groups, ("loss",), t)
     for m, entry in results["methods"].items():
       if best_loss is not None and m != best_loss:
@@ -158,7 +166,7 @@ def collect(config: ml_collections.ConfigDict, methods: Sequence[methods_lib.Met
                                                     results["methods"][best_loss][t][metric]["values"])
                for metric in evaluation.METRICS}}
   results["groups"] = groups
-  results["verdict"] = {t: verdict(results["methods"], groups, t) for t in TEST_SETS}
+  results["verdict"] = {t: verdict(results["methods"], groups, t) for t in test_labels}
   return results
 
 
@@ -176,7 +184,7 @@ def csv_text(results: dict) -> str:
   writer = csv.writer(buffer)
   writer.writerow(["method", "test_set", "metric", "mean", "std", "n", "diff_vs_none", "ci95_low", "ci95_high"])
   for method, entry in results["methods"].items():
-    for test_set in TEST_SET_TITLES:
+    for test_set in test_sets_of(results):
       for metric in evaluation.METRICS:
         s = entry[test_set][metric]
         p = entry[test_set].get("paired_vs_none", {}).get(metric)
@@ -213,7 +221,8 @@ def markdown(results: dict) -> str:
   lines = [f"# Imbalance benchmark: {results['dataset']}, profile {results['profile']}", ""]
   lines += provenance_lines(results.get("provenance", {}))
   lines += [f"Train images per class: {results['train_counts']}. Mean ± std over n = {n} classifier seeds, in %.", ""]
-  for test_set, title in TEST_SET_TITLES.items():
+  for test_set in test_sets_of(results):
+    title = TEST_SET_TITLES[test_set]
     lines += [f"## {title}: {results['test_counts'][test_set]} images per class", "",
               "| method | " + " | ".join(METRIC_TITLES.values()) + " |",
               "|---|" + "---|" * len(METRIC_TITLES)]
@@ -293,8 +302,10 @@ def write_figures(layout: layout_lib.Layout, results: dict, methods: Sequence[me
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   names = [m.name for m in methods]
+  first = test_sets_of(results)[0]  # the balanced test set, or the only one of an as-is source
+  shown = "balanced test" if first == "balanced" else "test split"
   for m in names:
-    confusion = np.asarray(results["methods"][m]["balanced"]["confusion_mean"])
+    confusion = np.asarray(results["methods"][m][first]["confusion_mean"])
     normalised = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(5, 4.5))
     image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
@@ -302,7 +313,7 @@ def write_figures(layout: layout_lib.Layout, results: dict, methods: Sequence[me
       if v >= 0.005:
         ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=6,
                 color="white" if v > 0.5 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title=f"{m}: recall % (balanced test, mean of seeds)",
+    ax.set(xlabel="predicted", ylabel="true", title=f"{m}: recall % ({shown}, mean of seeds)",
            xticks=range(len(confusion)), yticks=range(len(confusion)))
     fig.colorbar(image, ax=ax)
     fs.save_figure(fig, layout.figure(f"confusion_{m}.png"), dpi=120)
@@ -311,11 +322,11 @@ def write_figures(layout: layout_lib.Layout, results: dict, methods: Sequence[me
   classes = np.arange(len(results["train_counts"]))
   width = 0.8 / len(names)
   for i, m in enumerate(names):
-    recall = results["methods"][m]["balanced"]["per_class_recall"]
+    recall = results["methods"][m][first]["per_class_recall"]
     ax.bar(classes + i * width - 0.4 + width / 2, recall["mean"], width, yerr=recall["std"], label=m)
-  ax.set(xlabel="class (train images)", ylabel="recall % (balanced test)", xticks=classes,
+  ax.set(xlabel="class (train images)", ylabel=f"recall % ({shown})", xticks=classes,
          xticklabels=[f"{c}\n({n})" for c, n in zip(classes, results["train_counts"])])
-  ax.set_ylim(max(0, min(min(results["methods"][m]["balanced"]["per_class_recall"]["mean"]) for m in names) - 5), 100)
+  ax.set_ylim(max(0, min(min(results["methods"][m][first]["per_class_recall"]["mean"]) for m in names) - 5), 100)
   ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the bars fill the axes
   ax.grid(axis="y", alpha=0.3)
   fs.save_figure(fig, layout.figure("per_class_recall.png"), dpi=120)

@@ -57,11 +57,13 @@ def imbalance_spec(config: ml_collections.ConfigDict) -> imbalance.ImbalanceSpec
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> Plan:
   """Raises ValueError naming the first bad field (and what is allowed); returns the plan."""
-  info = sources.get_dataset_info(config.dataset)
+  source = sources.DataSource.from_config(config)
+  info = sources.get_dataset_info(source)
   methods = tuple(methods_lib.get_method(m) for m in methods_lib.parse_methods(config.methods))
   spec = imbalance_spec(config)
   spec.counts([_UNBOUNDED] * info.num_classes)
-  imbalance.profile_counts(config.test_profile, [_UNBOUNDED] * info.num_classes)
+  if config.profile != imbalance.AS_IS:  # an as-is source is tested on its own test split only
+    imbalance.profile_counts(config.test_profile, [_UNBOUNDED] * info.num_classes)
   checks.all_positive(config, POSITIVE_FIELDS)
   checks.non_negative(config.test_examples, "test_examples")
   checks.in_range(config.filter_confidence, "filter_confidence", 0.0, 1.0, high_open=True)
@@ -69,6 +71,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> Plan:
   checks.one_of(config.fill_remainder, methods_lib.FILL_REMAINDER, "fill_remainder")
   checks.in_range(config.combination_ratio, "combination_ratio", 0.0, config.synthetic_ratio)
   checks.non_negative(config.validation_per_class, "validation_per_class")
+  if config.profile == imbalance.AS_IS and config.validation_per_class > 0:
+    raise ValueError(f"profile as_is trains on every train image, so none is left for the validation set: set "
+                     f"--config.validation_per_class=0 (post-hoc logit adjustment then uses tau = la_tau = "
+                     f"{config.la_tau}), got {config.validation_per_class}")
   checks.non_negative(config.la_tau, "la_tau")
   checks.in_range(config.ldam_max_margin, "ldam_max_margin", 0.0, 10.0, low_open=True)
   checks.positive_number(config.ldam_scale, "ldam_scale")

@@ -6,6 +6,7 @@ import pytest
 from experiments.configs import imbalance as imbalance_config
 from gan_jax import fs
 from gan_jax.protocols.imbalance import pipeline
+from gan_jax.protocols.imbalance import report
 
 # Generators on MNIST-sized data are the smoke pipeline's; here every generator section is only
 # validated against the CIFAR-10 shape (a run checks all of them before its first stage).
@@ -52,7 +53,7 @@ def test_mock_cifar10_lt_runs_every_kind_of_method(mock_run):
   assert recipe["architecture"] == {"model": "resnet", "resnet_blocks": 1}
   assert recipe["augment"] == "crop_flip" and recipe["drw_start_step"] == 8  # the first decay, 0.8 * 10
   for entry in results["methods"].values():
-    for test_set in pipeline.TEST_SETS:
+    for test_set in report.TEST_SETS:
       assert 0.0 <= entry[test_set]["balanced_accuracy"]["mean"] <= 100.0
   # No validation set on CIFAR-10-LT (the head class uses all 5,000 images): tau = la_tau.
   record = fs.read_json(fs.join(workdir, "classifiers", "logit_adjustment_posthoc", "seed0.json"))
