@@ -60,6 +60,10 @@ def get_config(variant=None):
   # A balanced validation set of this many images per class, from the train images the profile
   # leaves out: it only chooses post-hoc logit adjustment's tau (0: tau = la_tau).
   config.validation_per_class = 100
+  # Inception-v3 FID, KID and precision/recall of generated images (gan_jax.inception): 'auto' for
+  # RGB data when the weights file is given (here or in $GAN_JAX_FID_WEIGHTS), 'on' or 'off'.
+  config.inception_metrics = "auto"
+  config.fid_weights = ""  # pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or its .npz
   # The long-tail remedies' published settings: logit adjustment's tau (Menon et al., ICLR 2021),
   # LDAM's margin and scale and DRW's effective-number beta (Cao et al., NeurIPS 2019), mixup's
   # alpha and Remix's kappa and tau (Chou et al., ECCV-W 2020).

@@ -18,6 +18,9 @@ from gan_jax.models import singan as models
 from gan_jax.singan import pyramid
 from gan_jax.singan import train
 
+# Its module fixture is computed once: every test of the module runs on one worker.
+pytestmark = pytest.mark.xdist_group("singan_test_singan")
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SMOKE_PNGS = ["real_pyramid.png", "samples_random.png", "samples_wide.png", "reconstruction.png",
               "super_resolution.png", "samples_from_scale_01.png"] + [f"samples_scale_{n:02d}.png" for n in range(3)]

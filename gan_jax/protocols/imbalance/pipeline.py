@@ -90,8 +90,15 @@ class Study:
       self._quality = quality_lib.QualityEvaluator(
           self.programs, self.params(self.layout.evaluator), self.data.test, num_classes=self.num_classes,
           samples_per_class=self.config.cas_per_class, train=self.train, cas_steps=self.config.cas_steps,
-          cas_seed=seeds.cas(self.config.seed))
+          cas_seed=seeds.cas(self.config.seed), inception_features=self.inception_features())
     return self._quality
+
+  def inception_features(self):
+    """Inception-v3 features for FID, KID and precision/recall, when `validation.uses_inception` says so."""
+    if not validation.uses_inception(self.config, self.data.image_shape):
+      return None
+    from gan_jax import inception  # pylint: disable=g-import-not-at-top
+    return inception.make_feature_fn(inception.load_variables(inception.weights_path(self.config.fid_weights)))
 
   # --- stages --------------------------------------------------------------------------------
 

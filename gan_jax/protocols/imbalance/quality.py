@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from gan_jax import evaluation
+from gan_jax import generative_metrics
 from gan_jax.train import classifier_loop
 
 # Train function of the CAS classifier: (images, labels, seed, steps, name) -> params.
@@ -29,14 +30,32 @@ class QualityEvaluator:
     num_classes: classes of the data set.
     samples_per_class: images drawn (and real images compared) per class.
     train: trains the CAS classifier; `cas_steps` steps with seed `cas_seed`.
+    inception_features: optional uint8 images -> Inception-v3 pool features (`gan_jax.inception`):
+      adds FID, KID and precision/recall of all generated classes against their real test images.
   """
 
   def __init__(self, programs: classifier_loop.ClassifierPrograms, evaluator_params, test: tuple[np.ndarray, np.ndarray],
-               *, num_classes: int, samples_per_class: int, train: TrainFn, cas_steps: int, cas_seed: int):
+               *, num_classes: int, samples_per_class: int, train: TrainFn, cas_steps: int, cas_seed: int,
+               inception_features: Callable[[np.ndarray], np.ndarray] | None = None):
     self.programs, self.params, self.test = programs, evaluator_params, test
     self.num_classes, self.samples_per_class = num_classes, samples_per_class
     self.train, self.cas_steps, self.cas_seed = train, cas_steps, cas_seed
+    self.inception_features = inception_features
     self._test_features: dict[int, np.ndarray] = {}
+    self._test_inception: np.ndarray | None = None
+
+  def inception(self, images: np.ndarray, labels: np.ndarray) -> dict | None:
+    """FID, KID (mean, std) and precision/recall of images against the real test images of their classes."""
+    if self.inception_features is None:
+      return None
+    if self._test_inception is None:
+      self._test_inception = self.inception_features(self.test[0])
+    real = self._test_inception[np.isin(self.test[1], np.unique(labels))]
+    fake = self.inception_features(images)
+    kid_mean, kid_std = generative_metrics.kid(real, fake)
+    precision, recall = generative_metrics.precision_recall(real, fake)
+    return {"fid": generative_metrics.fid(real, fake), "kid": kid_mean, "kid_std": kid_std, "precision": precision,
+            "recall": recall, "num_generated": int(len(fake)), "num_real": int(len(real))}
 
   def _features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return classifier_loop.predict(self.programs, self.params, images)
@@ -55,7 +74,9 @@ class QualityEvaluator:
     _, features = self._features(images[rows])
     test = self.test_features()
     fd = [evaluation.features_frechet_distance(features[labels[rows] == c], test[c]) for c in range(self.num_classes)]
-    return {"method": "real_train", "frechet_distance": fd, "samples_per_class": self.samples_per_class}
+    record = {"method": "real_train", "frechet_distance": fd, "samples_per_class": self.samples_per_class}
+    inception = self.inception(images[rows], labels[rows])
+    return {**record, "inception": inception} if inception else record
 
   def run(self, method: str, draw: Callable[[int, int], np.ndarray], classes: tuple[int, ...]) -> tuple[dict, dict]:
     """Scores fresh samples of every class a generator covers.
@@ -79,6 +100,9 @@ class QualityEvaluator:
       accuracy[c] = 100.0 * float(np.mean(probs.argmax(-1) == c))
     record = {"method": method, "frechet_distance": fd, "evaluator_accuracy": accuracy,
               "samples_per_class": self.samples_per_class, "cas": None}
+    if self.inception_features is not None:
+      record["inception"] = self.inception(np.concatenate([samples[c] for c in classes]),
+                                           np.concatenate([np.full(len(samples[c]), c) for c in classes]))
     if len(classes) == self.num_classes:  # CAS needs a training image of every class
       images = np.concatenate([samples[c] for c in classes])
       labels = np.concatenate([np.full(len(samples[c]), c, np.int32) for c in classes])

@@ -271,6 +271,14 @@ def markdown(results: dict) -> str:
       cas_text = f"{cas['balanced_accuracy']:.2f}" if cas else "-"
       lines.append(f"| {name} | {np.mean(fd):.2f} | {per_class} | {acc_text} | {cas_text} |")
     lines.append("")
+    scored = {n: q["inception"] for n, q in quality_records.items() if q.get("inception")}
+    if scored:
+      lines += ["Inception-v3 features (pytorch-fid's FID network), every generated class against its real test "
+                "images: FID, KID x 1000 (mean ± std over subsets), precision and recall (k = 3).", "",
+                "| source | FID | KID x 1000 | precision | recall |", "|---|---|---|---|---|"]
+      lines += [f"| {n} | {q['fid']:.2f} | {1000 * q['kid']:.2f} ± {1000 * q['kid_std']:.2f} | "
+                f"{q['precision']:.3f} | {q['recall']:.3f} |" for n, q in scored.items()]
+      lines.append("")
   return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ silently overrides.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import ml_collections
 
@@ -34,7 +35,9 @@ MIGRATIONS = workdir.Migrations(added={
     "ldam_max_margin": 0.5, "ldam_scale": 30.0, "drw_beta": 0.9999, "mixup_alpha": 1.0, "remix": True,
     "remix_kappa": 3.0, "remix_tau": 0.5,
     # The CNN was the only classifier.
-    "model": "cnn", "resnet_blocks": 5}) | gan_loop.MIGRATIONS | vae_loop.MIGRATIONS
+    "model": "cnn", "resnet_blocks": 5,
+    # Inception metrics came later; 'auto' computes none for grayscale data or without weights.
+    "inception_metrics": "auto", "fid_weights": ""}) | gan_loop.MIGRATIONS | vae_loop.MIGRATIONS
 POSITIVE_FIELDS = ("num_seeds", "cas_per_class", "smote_k", "evaluator_steps", "cas_steps")
 CLASSIFIER_POSITIVE = ("num_steps", "batch_size", "hidden", "crt_steps", "resnet_blocks")
 # Stands in for the class counts of a split not yet loaded: profile names and lengths are checked
@@ -55,6 +58,22 @@ def imbalance_spec(config: ml_collections.ConfigDict) -> imbalance.ImbalanceSpec
                                              config.imbalance_minority_classes, config.imbalance_fraction)
 
 
+INCEPTION_METRICS = ("auto", "on", "off")
+
+
+def uses_inception(config: ml_collections.ConfigDict, image_shape) -> bool:
+  """Whether generated images get Inception FID, KID and precision/recall.
+
+  'on': always (the weights must be given); 'auto': for RGB images when the weights are given
+  (Inception features of grayscale digits say little; the evaluator-feature distance covers them);
+  'off': never.
+  """
+  from gan_jax import inception  # pylint: disable=g-import-not-at-top
+  mode = config.get("inception_metrics", "auto")
+  given = bool(config.get("fid_weights", "") or os.environ.get(inception.WEIGHTS_ENV))
+  return mode == "on" or (mode == "auto" and image_shape[-1] == 3 and given)
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> Plan:
   """Raises ValueError naming the first bad field (and what is allowed); returns the plan."""
   source = sources.DataSource.from_config(config)
@@ -71,6 +90,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> Plan:
   checks.one_of(config.fill_remainder, methods_lib.FILL_REMAINDER, "fill_remainder")
   checks.in_range(config.combination_ratio, "combination_ratio", 0.0, config.synthetic_ratio)
   checks.non_negative(config.validation_per_class, "validation_per_class")
+  checks.one_of(config.inception_metrics, INCEPTION_METRICS, "inception_metrics")
+  if uses_inception(config, info.image_shape):
+    from gan_jax import inception  # pylint: disable=g-import-not-at-top
+    inception.weights_path(config.fid_weights)  # a missing file fails here, before any stage
   if config.profile == imbalance.AS_IS and config.validation_per_class > 0:
     raise ValueError(f"profile as_is trains on every train image, so none is left for the validation set: set "
                      f"--config.validation_per_class=0 (post-hoc logit adjustment then uses tau = la_tau = "

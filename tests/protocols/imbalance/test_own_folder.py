@@ -59,3 +59,32 @@ def test_as_is_with_a_validation_set_is_refused_in_one_line(tmp_path, idx_dir):
   with pytest.raises(ValueError, match="profile as_is trains on every train image") as info:
     validation.validate(config, 8)
   assert "\n" not in str(info.value)
+
+
+def test_inception_metrics_on_without_weights_is_refused_before_any_stage(tmp_path, idx_dir, monkeypatch):
+  monkeypatch.delenv("GAN_JAX_FID_WEIGHTS", raising=False)
+  root = _digit_folder(str(tmp_path / "digits"), idx_dir)
+  with pytest.raises(ValueError, match="pass --config.fid_weights=PATH or set GAN_JAX_FID_WEIGHTS"):
+    validation.validate(_config(root, inception_metrics="on"), 8)
+  with pytest.raises(ValueError, match="Unknown inception_metrics 'always'; choose one of: auto, on, off"):
+    validation.validate(_config(root, inception_metrics="always"), 8)
+  # 'auto' scores RGB images only, and only when the weights are given.
+  monkeypatch.setenv("GAN_JAX_FID_WEIGHTS", str(tmp_path))
+  assert validation.uses_inception(_config(root), (32, 32, 3))
+  assert not validation.uses_inception(_config(root), (28, 28, 1))
+  assert not validation.uses_inception(_config(root, inception_metrics="off"), (32, 32, 3))
+
+
+def test_quality_adds_inception_scores_of_generated_against_real_test_images():
+  from gan_jax.protocols.imbalance import quality  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  test_images = rng.integers(0, 256, (60, 4, 4, 3), dtype=np.uint8)
+  test_labels = np.repeat(np.arange(3), 20)
+  flat = lambda images: images.reshape(len(images), -1).astype(np.float64) / 255.0  # a stand-in feature map
+  evaluator = quality.QualityEvaluator(None, None, (test_images, test_labels), num_classes=3, samples_per_class=20,
+                                       train=None, cas_steps=1, cas_seed=0, inception_features=flat)
+  same = evaluator.inception(test_images[test_labels < 2], test_labels[test_labels < 2])
+  assert same["fid"] == pytest.approx(0.0, abs=1e-6) and same["precision"] == same["recall"] == 1.0
+  assert same["num_real"] == 40  # only the classes generated
+  shifted = evaluator.inception(np.clip(test_images.astype(int) + 120, 0, 255).astype(np.uint8), test_labels)
+  assert shifted["fid"] > 1.0 and shifted["kid"] > 0 and shifted["precision"] < 0.5
