@@ -13,8 +13,6 @@ from gan_jax import sampling
 from gan_jax.data import splits
 from gan_jax.train import gan_loop
 
-# Its module fixture is computed once: every test of the module runs on one worker.
-pytestmark = pytest.mark.xdist_group("test_sampling")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

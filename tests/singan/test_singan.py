@@ -18,8 +18,6 @@ from gan_jax.models import singan as models
 from gan_jax.singan import pyramid
 from gan_jax.singan import train
 
-# Its module fixture is computed once: every test of the module runs on one worker.
-pytestmark = pytest.mark.xdist_group("singan_test_singan")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SMOKE_PNGS = ["real_pyramid.png", "samples_random.png", "samples_wide.png", "reconstruction.png",

@@ -11,8 +11,6 @@ from gan_jax import metric_writer
 from gan_jax import parallel
 from gan_jax.train import vae_loop
 
-# Its module fixture is computed once: every test of the module runs on one worker.
-pytestmark = pytest.mark.xdist_group("train_test_vae_loop")
 
 TIMING_KEYS = {"images_per_sec"}
 

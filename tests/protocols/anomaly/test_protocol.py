@@ -12,8 +12,6 @@ from gan_jax.protocols.anomaly import protocol
 from gan_jax.protocols.anomaly import report
 from gan_jax.protocols.anomaly import scoring
 
-# Its module fixture is computed once: every test of the module runs on one worker.
-pytestmark = pytest.mark.xdist_group("protocols_anomaly_test_protocol")
 
 
 def test_auroc_edge_cases():

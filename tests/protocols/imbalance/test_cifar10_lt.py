@@ -8,8 +8,6 @@ from gan_jax import fs
 from gan_jax.protocols.imbalance import pipeline
 from gan_jax.protocols.imbalance import report
 
-# Its module fixture is computed once: every test of the module runs on one worker.
-pytestmark = pytest.mark.xdist_group("protocols_imbalance_test_cifar10_lt")
 
 # Generators on MNIST-sized data are the smoke pipeline's; here every generator section is only
 # validated against the CIFAR-10 shape (a run checks all of them before its first stage).

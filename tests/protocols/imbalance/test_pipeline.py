@@ -18,8 +18,6 @@ from gan_jax.protocols.imbalance import methods
 from gan_jax.protocols.imbalance import pipeline
 from gan_jax.protocols.imbalance import report
 
-# Its module fixture is computed once: every test of the module runs on one worker.
-pytestmark = pytest.mark.xdist_group("protocols_imbalance_test_pipeline")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 NAMES = methods.parse_methods(imbalance_config.get_config("smoke").methods)
