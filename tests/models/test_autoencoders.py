@@ -116,3 +116,15 @@ def test_iwae_bound_is_tighter_than_elbo():
                                                                          state, images, labels, vae_step.make_key(6))
   assert np.all(np.asarray(metrics["iwae_nll"]) <= np.asarray(metrics["neg_elbo"]) + 1e-3)
   chex.assert_trees_all_close(metrics["neg_elbo"], metrics["recon"] + metrics["kl"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("size, stages", [(32, 2), (64, 3), (128, 4)])
+def test_autoencoders_add_a_stage_per_doubling_of_the_image_side(size, stages):
+  model = autoencoders.build_model("cvae", image_shape=(size, size, 3), num_classes=3, latent_dim=2, width=2, hidden=8)
+  params, _ = jax.jit(model.init)(vae_step.make_key(0))
+  encoder_convs = [k for k in params["encoder"] if k.startswith("Conv")]
+  assert len(encoder_convs) == stages
+  images = jax.jit(model.generate)(params, jnp.array([0, 2]), jax.random.PRNGKey(1))
+  chex.assert_shape(images, (2, size, size, 3))
+  with pytest.raises(ValueError, match="support 28x28, 32x32, 64x64, 128x128 images, got 48x48"):
+    autoencoders.build_model("vae", image_shape=(48, 48, 3), num_classes=3, latent_dim=2)

@@ -122,3 +122,14 @@ def test_build_gan_errors(kwargs, message):
   args = dict(image_shape=(28, 28, 1), num_classes=10) | kwargs
   with pytest.raises(ValueError, match=message):
     models.build_gan(**args)
+
+
+@pytest.mark.parametrize("size, d_widths", [(64, [4, 8, 16, 32]), (128, [4, 8, 16, 32, 32])])
+def test_dcgan_families_at_64_and_128_px_for_image_folders(size, d_widths):
+  gan = models.build_gan("cgan", image_shape=(size, size, 3), num_classes=3, width=4)
+  z, labels, images, g_vars, d_vars = jax.jit(lambda: init(gan, (size, size, 3), batch=2))()
+  chex.assert_shape(gan.generator.apply(g_vars, z, labels, train=False), (2, size, size, 3))
+  logits, _ = gan.discriminator.apply(d_vars, images, labels, train=False)
+  chex.assert_shape(logits, (2,))
+  # The generator starts from a 4x4 stem; the discriminator's widths double up to 8w.
+  assert [k[-1] for k in kernel_shapes(d_vars["params"])[:len(d_widths)]] == d_widths
