@@ -68,13 +68,16 @@ def _run_config(workdir: str) -> ml_collections.ConfigDict:
 
 def _data_facts(workdir: str, config: ml_collections.ConfigDict) -> tuple[tuple[str, ...], tuple[int, int, int]]:
   """(class names, image shape) of the data a run trained on."""
-  folder = workdir
+  folder = fs.absolute(workdir)
   for _ in range(_CLASS_FILE_LEVELS + 1):
     path = fs.join(splits.data_dir(folder), splits.CLASS_NAMES_FILE)
     if fs.exists(path):
       facts = fs.read_json(path)
       return tuple(facts["class_names"]), tuple(facts["image_shape"])
-    folder = fs.dirname(folder.rstrip("/"))
+    parent = fs.dirname(folder.rstrip("/"))
+    if not parent or parent == folder:  # the root: nothing above
+      break
+    folder = parent
   if "dataset" in config:  # a run from before classes.json was written: its built-in data set
     info = sources.get_dataset_info(sources.DataSource.from_config(config))
     return info.class_names, info.image_shape
