@@ -218,6 +218,21 @@ def _check_network(host: str = "storage.googleapis.com", port: int = 443, timeou
     raise ConnectionError(f"no network: cannot reach {host}:{port} ({e})") from e
 
 
+def _prepared_or_downloaded(read, allow_download: bool):
+  """`read(download=False)`: data already prepared (or mocked in tests) needs no network; else, when
+  allowed, `read(download=True)` after a quick network check (TFDS retries a failing download for
+  minutes; without a network, say so at once)."""
+  try:
+    return read(download=False)
+  except ValueError:
+    raise
+  except Exception:  # pylint: disable=broad-except  # not prepared yet
+    if not allow_download:
+      raise
+    _check_network()
+    return read(download=True)
+
+
 def _load_tfds(info: DatasetInfo, split: str, data_dir: str | None, allow_download: bool,
                idx_dir: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
   """The whole split as NumPy arrays via TFDS; DataUnavailableError if TFDS cannot provide it."""
@@ -226,15 +241,9 @@ def _load_tfds(info: DatasetInfo, split: str, data_dir: str | None, allow_downlo
   except ImportError as e:
     raise tfds_unavailable_error(info.name, split, e, allow_download=allow_download, idx_dir=idx_dir) from e
   try:
-    try:
-      # Data already prepared (or mocked in tests) needs no network.
-      ds = tfds.load(info.name, split=split, data_dir=data_dir, download=False, as_supervised=True)
-    except Exception:  # pylint: disable=broad-except
-      if not allow_download:
-        raise
-      # TFDS retries a failing download for minutes; without a network, say so at once.
-      _check_network()
-      ds = tfds.load(info.name, split=split, data_dir=data_dir, download=True, as_supervised=True)
+    ds = _prepared_or_downloaded(
+        lambda download: tfds.load(info.name, split=split, data_dir=data_dir, download=download,
+                                   as_supervised=True), allow_download)
     # Chunks rather than batch_size=-1: that sizes one batch from the split
     # metadata, which is absent under tfds.testing.mock_data (and then crashes TF).
     chunks = list(tfds.as_numpy(ds.batch(_TFDS_CHUNK)))
@@ -281,16 +290,8 @@ def _load_tfds_named(source: DataSource, info: DatasetInfo, split: str, data_dir
   read = lambda download: tfds_source.load(source.target, split, info.image_shape, data_dir=data_dir,
                                            download=download)
   try:
-    try:
-      arrays, held_out = read(download=False)
-    except ValueError:
-      raise
-    except Exception:  # pylint: disable=broad-except  # not prepared yet
-      if not allow_download:
-        raise
-      _check_network()
-      arrays, held_out = read(download=True)
-  except ValueError:
+    arrays, held_out = _prepared_or_downloaded(read, allow_download)
+  except ValueError:  # an unknown name or not image classification: the user's input, said as it is
     raise
   except Exception as e:  # pylint: disable=broad-except  # offline TFDS fails in many ways; all mean "no data"
     raise DataUnavailableError(
