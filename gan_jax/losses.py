@@ -233,6 +233,36 @@ def squared_error(x_hat: Array, x: Array) -> Array:
 
 
 # ---------------------------------------------------------------------------
+# Image-to-image translation losses (pix2pix, CycleGAN, the structural analogy).
+# Scalar means over every pixel, so their weights (lambda_L1 = 100, lambda_cycle
+# = 10) mean what the papers' weights mean.
+# ---------------------------------------------------------------------------
+
+RECONSTRUCTION_DISTANCES = ("l1", "l2")
+
+
+def l1_loss(x_hat: Array, x: Array) -> Array:
+  """Mean absolute error over every element: pix2pix's L1 term (Isola et al., 2017)."""
+  return jnp.mean(jnp.abs(x_hat - x))
+
+
+def cycle_consistency_loss(reconstructed: Array, original: Array, distance: str = "l1") -> Array:
+  """Mean distance between an image and its round trip through both translators.
+
+  CycleGAN (Zhu et al., 2017) uses 'l1' on F(G(a)) vs a; the structural analogy uses
+  'l2'. The identity loss is the same distance between G(b) and b.
+
+  Raises:
+    ValueError: for a distance not in RECONSTRUCTION_DISTANCES.
+  """
+  if distance == "l1":
+    return l1_loss(reconstructed, original)
+  if distance == "l2":
+    return jnp.mean(jnp.square(reconstructed - original))
+  raise ValueError(f"Unknown distance '{distance}'; choose one of: {', '.join(RECONSTRUCTION_DISTANCES)}")
+
+
+# ---------------------------------------------------------------------------
 # Long-tail classification losses. Each is the softmax cross-entropy of
 # adjusted logits; `class_counts` are the training set's images per class.
 # Working on log-softmax keeps them finite for any logit.

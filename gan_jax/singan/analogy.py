@@ -32,6 +32,7 @@ import numpy as np
 
 from gan_jax import fs
 from gan_jax import images as images_lib
+from gan_jax import losses
 from gan_jax.singan import apply as apply_lib
 
 # gen(domain, [(noisy, prev), ...]) -> [image, ...]: the generator of `domain` at the current scale.
@@ -54,7 +55,8 @@ def translation_inputs(domains: Sequence[str], real: dict[str, jax.Array],
 def cycle_loss(gen: GenerateFn, domains: Sequence[str], real: dict[str, jax.Array],
                translated: dict[str, jax.Array]) -> jax.Array:
   """Sum over d of mean (I_d - G_d(t_d, t_d))^2, where t_d is I_d translated into the other domain."""
-  return sum(jnp.mean(jnp.square(gen(d, [(translated[d], translated[d])])[0] - real[d])) for d in domains)
+  return sum(losses.cycle_consistency_loss(gen(d, [(translated[d], translated[d])])[0], real[d], "l2")
+             for d in domains)
 
 
 @functools.partial(jax.jit, static_argnames=("start",))

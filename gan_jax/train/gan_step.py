@@ -144,13 +144,16 @@ def _tree_all_finite(tree: PyTree) -> jax.Array:
 def guard_nonfinite(old: GANTrainState, new: GANTrainState, metrics: Metrics) -> tuple[GANTrainState, Metrics]:
   """Keeps `old` parameters when the update produced NaN/Inf, and records the event.
 
+  Works for any state with `step` and `health` fields (the GAN and the translation states).
+
   A NaN loss or gradient makes the new parameters or optimizer moments non-finite;
   selecting the old values inside the jitted step means no NaN can ever reach the
   train state (hence no checkpoint), whatever the loop decides to do next.
   """
   mask = nonfinite_mask(metrics)
-  ok = (mask == 0) & _tree_all_finite((new.g_params, new.d_params, new.g_opt_state, new.d_opt_state,
-                                       new.g_batch_stats))
+  # Every float leaf of the new state: parameters, optimizer moments, running statistics, and
+  # whatever a family adds (the translation models' image pools); integer leaves are skipped.
+  ok = (mask == 0) & _tree_all_finite(new)
   kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
   h = old.health
   first = h["nonfinite_steps"] == 0
