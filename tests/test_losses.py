@@ -216,3 +216,27 @@ def test_effective_number_weights():
   chex.assert_trees_all_close(weights, raw / raw.sum() * 3, rtol=1e-4)
   assert float(weights[2]) > float(weights[1]) > float(weights[0])
   chex.assert_trees_all_close(losses.effective_number_weights(COUNTS, beta=0.0), jnp.ones(3))
+
+
+def test_l1_loss_is_the_mean_absolute_error():
+  x_hat = jnp.array([[0.0, 1.0], [2.0, -1.0]])
+  x = jnp.array([[1.0, 1.0], [0.0, 0.0]])
+  chex.assert_trees_all_close(losses.l1_loss(x_hat, x), (1 + 0 + 2 + 1) / 4)
+
+
+def test_cycle_loss_is_zero_for_mutually_inverse_maps():
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 3))
+  forward = lambda v: 2.0 * v + 0.5
+  backward = lambda v: (v - 0.5) / 2.0
+  for distance in losses.RECONSTRUCTION_DISTANCES:
+    chex.assert_trees_all_close(losses.cycle_consistency_loss(backward(forward(x)), x, distance), 0.0, atol=1e-6)
+    assert float(losses.cycle_consistency_loss(forward(forward(x)), x, distance)) > 0.1
+
+
+def test_identity_loss_is_zero_for_the_identity_map_and_l2_squares():
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 4, 1))
+  chex.assert_trees_all_close(losses.cycle_consistency_loss(x, x), 0.0)
+  chex.assert_trees_all_close(losses.cycle_consistency_loss(x + 3.0, x, "l2"), 9.0, rtol=1e-6)
+  chex.assert_trees_all_close(losses.cycle_consistency_loss(x + 3.0, x, "l1"), 3.0, rtol=1e-6)
+  with pytest.raises(ValueError, match="choose one of: l1, l2"):
+    losses.cycle_consistency_loss(x, x, "l3")

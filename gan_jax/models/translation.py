@@ -17,7 +17,8 @@ Zhu et al., ICCV 2017, section 7.2), written with NHWC Flax layers:
 Normalisation is instance normalisation without affine parameters (CycleGAN's
 reference setting; pix2pix's batch normalisation at batch size 1 computes the same
 thing), so no running statistics exist and a data-parallel step computes what a
-single-device step computes. Weights start from N(0, 0.02) as in both references.
+single-device step computes. Convolutions followed by it carry no bias: the mean
+subtraction cancels a bias, whose zero gradient Adam would turn into noise of size lr. Weights start from N(0, 0.02) as in both references.
 """
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ def _norm(kind: str):
   if kind == "instance":
     return nn.InstanceNorm(use_scale=False, use_bias=False, epsilon=1e-5)
   return lambda x: x
+
+
+def _bias(norm: str, normalised: bool) -> bool:
+  """A bias before a normalisation that subtracts the mean would get zero gradient: leave it out."""
+  return norm == "none" or not normalised
 
 
 def _reflect(x: jax.Array, pad: int) -> jax.Array:
@@ -90,14 +96,17 @@ class UNetGenerator(nn.Module):
     for i, w in enumerate(widths):
       if i:
         h = nn.leaky_relu(h, 0.2)
-      h = nn.Conv(w, (4, 4), strides=(2, 2), padding=_PAD1, kernel_init=_INIT, name=f"down{i}")(h)
-      if 0 < i < depth - 1:  # neither the outermost layer nor the 1x1 bottleneck is normalised
+      normed = 0 < i < depth - 1  # neither the outermost layer nor the 1x1 bottleneck is normalised
+      h = nn.Conv(w, (4, 4), strides=(2, 2), padding=_PAD1, use_bias=_bias(self.norm, normed), kernel_init=_INIT,
+                  name=f"down{i}")(h)
+      if normed:
         h = _norm(self.norm)(h)
       skips.append(h)
     for block, i in enumerate(reversed(range(depth))):
       h = nn.relu(h if i == depth - 1 else jnp.concatenate([h, skips[i]], axis=-1))
       out = self.out_channels if i == 0 else widths[i - 1]
-      h = nn.ConvTranspose(out, (4, 4), strides=(2, 2), padding="SAME", kernel_init=_INIT, name=f"up{i}")(h)
+      h = nn.ConvTranspose(out, (4, 4), strides=(2, 2), padding="SAME", use_bias=_bias(self.norm, i > 0),
+                           kernel_init=_INIT, name=f"up{i}")(h)
       if i == 0:
         return jnp.tanh(h)
       h = _norm(self.norm)(h)
@@ -113,9 +122,10 @@ class ResidualBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     channels = x.shape[-1]
-    h = nn.Conv(channels, (3, 3), padding="VALID", kernel_init=_INIT)(_reflect(x, 1))
+    bias = _bias(self.norm, True)
+    h = nn.Conv(channels, (3, 3), padding="VALID", use_bias=bias, kernel_init=_INIT)(_reflect(x, 1))
     h = nn.relu(_norm(self.norm)(h))
-    h = nn.Conv(channels, (3, 3), padding="VALID", kernel_init=_INIT)(_reflect(h, 1))
+    h = nn.Conv(channels, (3, 3), padding="VALID", use_bias=bias, kernel_init=_INIT)(_reflect(h, 1))
     return x + _norm(self.norm)(h)
 
 
@@ -137,16 +147,19 @@ class ResnetGenerator(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # no dropout or running statistics
     check_resnet_size(min(x.shape[1], x.shape[2]))
-    conv = lambda w, k, s, p, name: nn.Conv(w, (k, k), strides=(s, s), padding=p, kernel_init=_INIT, name=name)
+    bias = _bias(self.norm, True)
+    conv = lambda w, k, s, p, name, bias=bias: nn.Conv(w, (k, k), strides=(s, s), padding=p, use_bias=bias,
+                                                       kernel_init=_INIT, name=name)
     h = nn.relu(_norm(self.norm)(conv(self.width, 7, 1, "VALID", "c7s1_in")(_reflect(x, 3))))
     for i, w in enumerate((2 * self.width, 4 * self.width)):
       h = nn.relu(_norm(self.norm)(conv(w, 3, 2, _PAD1, f"down{i}")(h)))
     for i in range(self.num_blocks or resnet_blocks(x.shape[1])):
       h = ResidualBlock(self.norm, name=f"res{i}")(h)
     for i, w in enumerate((2 * self.width, self.width)):
-      h = nn.ConvTranspose(w, (3, 3), strides=(2, 2), padding="SAME", kernel_init=_INIT, name=f"up{i}")(h)
+      h = nn.ConvTranspose(w, (3, 3), strides=(2, 2), padding="SAME", use_bias=bias, kernel_init=_INIT,
+                           name=f"up{i}")(h)
       h = nn.relu(_norm(self.norm)(h))
-    return jnp.tanh(conv(self.out_channels, 7, 1, "VALID", "c7s1_out")(_reflect(h, 3)))
+    return jnp.tanh(conv(self.out_channels, 7, 1, "VALID", "c7s1_out", True)(_reflect(h, 3)))
 
 
 def patch_layers(num_layers: int) -> tuple[tuple[int, int], ...]:
@@ -190,7 +203,7 @@ class PatchDiscriminator(nn.Module):
     h = x
     for i, (kernel, stride) in enumerate(layers[:-1]):
       h = nn.Conv(self.width * min(2 ** i, 8), (kernel, kernel), strides=(stride, stride), padding=_PAD1,
-                  kernel_init=_INIT, name=f"conv{i}")(h)
+                  use_bias=_bias(self.norm, i > 0), kernel_init=_INIT, name=f"conv{i}")(h)
       if i:
         h = _norm(self.norm)(h)
       h = nn.leaky_relu(h, 0.2)
