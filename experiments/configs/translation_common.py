@@ -27,6 +27,10 @@ def base_config(method: str, data: str) -> ml_collections.ConfigDict:
   config.train_examples = 0  # 0: every training image of each domain
   config.test_examples = 1000  # 0: the whole test split
   config.thicken = 1  # thin2thick: dilation radius in pixels (a 3x3 square)
+  config.direction = "AtoB"  # BtoA swaps the domains (a pix2pix folder's right half becomes the input)
+  # The papers' jitter: enlarge by 286/256 and crop back at random; mirror at random (off for digits).
+  config.jitter = False
+  config.flip = False
   config.upper_bound = True  # unpaired tasks with a known answer also train pix2pix on the true pairs
   # Networks: '' = the paper's generator (U-Net for pix2pix, ResNet for CycleGAN).
   config.generator = ""
@@ -34,7 +38,7 @@ def base_config(method: str, data: str) -> ml_collections.ConfigDict:
   config.width_d = 64
   config.patch_size = 16  # PatchGAN receptive field: 16, 34, 70 (the papers' at 256 px), 142, 286
   config.dropout_blocks = 3  # U-Net decoder blocks with dropout 0.5
-  config.num_blocks = 0  # ResNet blocks; 0: 6 below 128 px, 9 from 128 px
+  config.num_blocks = 0  # ResNet blocks; 0: 6 up to 128 px, 9 from 256 px
   # Objective.
   config.loss = "non_saturating" if method == "pix2pix" else "least_squares"
   config.gan_weight = 1.0 if method == "pix2pix" else 2.0  # 2 x this project's 0.5 (D - 1)^2 = CycleGAN's MSE
@@ -54,6 +58,7 @@ def base_config(method: str, data: str) -> ml_collections.ConfigDict:
   config.sample_every = 1_000
   config.keep_checkpoints = 3
   config.eval_batch_size = 256
+  config.eval_dropout = False  # True keeps the U-Net's dropout on at test time, as pix2pix's reference does
   config.on_nonfinite = "error"
   return config
 

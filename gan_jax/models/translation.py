@@ -8,7 +8,7 @@ Zhu et al., ICCV 2017, section 7.2), written with NHWC Flax layers:
   decoder of 4x4 stride-2 transposed convolutions whose outputs are concatenated with
   the mirrored encoder layer; dropout 0.5 in the first decoder blocks is the noise source.
 * `ResnetGenerator`: c7s1-64, d128, d256, R256 x n, u128, u64, c7s1-C with reflection
-  padding; n = 6 below 128 px and 9 from 128 px, as in the paper.
+  padding; n = 6 up to 128 px and 9 from 256 px, as in the paper (section 7.2).
 * `PatchDiscriminator`: C64-C128-C256-C512 (the last stride 1) and a 1-channel
   convolution; each output judges one patch of the input. The patch side (the
   receptive field) is computed from the layers by `patch_receptive_field`; 3 stride-2
@@ -60,8 +60,8 @@ def unet_depth(side: int) -> int:
 
 
 def resnet_blocks(side: int) -> int:
-  """CycleGAN's residual blocks: 6 below 128 px, 9 from 128 px."""
-  return 9 if side >= 128 else 6
+  """CycleGAN's residual blocks: 6 for 128 px (and smaller) images, 9 from 256 px."""
+  return 9 if side >= 256 else 6
 
 
 def check_resnet_size(side: int) -> None:
@@ -135,7 +135,7 @@ class ResnetGenerator(nn.Module):
   Attributes:
     out_channels: channels of the translated image.
     width: channels of the first layer (64 in the paper).
-    num_blocks: residual blocks; 0 chooses the paper's 6 (below 128 px) or 9.
+    num_blocks: residual blocks; 0 chooses the paper's 6 (up to 128 px) or 9 (from 256 px).
     norm: 'instance' or 'none'.
   """
   out_channels: int

@@ -154,7 +154,7 @@ def _stack(arrays: list[np.ndarray], files: list[str]) -> np.ndarray:
     if array.shape != arrays[0].shape:
       raise ValueError(f"{path} is {array.shape[1]}x{array.shape[0]}x{array.shape[2]} but {files[0]} is "
                        f"{arrays[0].shape[1]}x{arrays[0].shape[0]}x{arrays[0].shape[2]}; set config.image_size "
-                       "to resize them to one size")
+                       "and config.channels to convert them to one shape")
   return np.stack(arrays)
 
 
@@ -260,12 +260,21 @@ def check_source(config) -> None:
   raise ValueError(f"Unknown data '{data}'; choose one of: {', '.join(TASKS)}, folder:<path>, tfds:cycle_gan/<name>")
 
 
+def reversed_direction(data: TranslationData) -> TranslationData:
+  """The same data translated the other way: B is the input, A the target (thin2thick becomes thick2thin)."""
+  pairs = None if data.true_pairs is None else data.true_pairs[::-1]
+  return dataclasses.replace(data, train_a=data.train_b, train_b=data.train_a, test_a=data.test_b,
+                             test_b=data.test_a, true_pairs=pairs)
+
+
 def load(config, idx_dir: str | None = None) -> TranslationData:
-  """The TranslationData that config.data names (see the module docstring)."""
+  """The TranslationData that config.data names (see the module docstring), B -> A when config.direction is BtoA."""
   check_source(config)
   data = str(config.data)
   if data in TASKS:
-    return TASKS[data](config, idx_dir)
-  if data.startswith("tfds:"):
-    return tfds_cycle_gan(config, data[len("tfds:"):])
-  return folder(config, data[len("folder:"):])
+    loaded = TASKS[data](config, idx_dir)
+  elif data.startswith("tfds:"):
+    loaded = tfds_cycle_gan(config, data[len("tfds:"):])
+  else:
+    loaded = folder(config, data[len("folder:"):])
+  return reversed_direction(loaded) if config.direction == "BtoA" else loaded

@@ -32,10 +32,12 @@ import optax
 from gan_jax import losses
 from gan_jax.models import translation as nets
 from gan_jax.train import gan_step
+from gan_jax.translation import augment
 from gan_jax.translation import pool as pool_lib
 
 PyTree = Any
 GENERATORS = ("unet", "resnet")
+_JITTER_TAG = 0x1177
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +99,7 @@ def build_translator(method: str, *, side: int, channels_a: int, channels_b: int
     width_d: discriminator width (64 in the papers).
     patch_size: the PatchGAN's receptive field (one of `nets.PATCH_SIZES`).
     dropout_blocks: U-Net decoder blocks with dropout.
-    num_blocks: ResNet blocks (0: 6 below 128 px, 9 above).
+    num_blocks: ResNet blocks (0: 6 up to 128 px, 9 from 256 px).
   """
   record = get_method(method)
   generator = generator or ("unet" if record.paired else "resnet")
@@ -140,6 +142,13 @@ class Objective:
   l1_weight: float = 100.0
   cycle_weight: float = 10.0
   identity_weight: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Jitter:
+  """Training-time augmentation of the batches (`augment.jitter_batch`): random crops of enlarged images, mirrors."""
+  jitter: bool = False
+  flip: bool = False
 
 
 @flax.struct.dataclass
@@ -225,7 +234,7 @@ _GENERATOR_OBJECTIVES = {"pix2pix": _pix2pix_generator, "cyclegan": _cyclegan_ge
 
 
 def make_train_step(translator: Translator, objective: Objective, g_tx: optax.GradientTransformation,
-                    d_tx: optax.GradientTransformation) -> Callable:
+                    d_tx: optax.GradientTransformation, jitter: Jitter = Jitter()) -> Callable:
   """`train_step(state, batches) -> (state, metrics)`; batches are {'a', 'b': [1, B, H, W, C]} in [-1, 1]."""
   d_loss_fn, g_loss_fn = losses.get_adversarial_losses(objective.loss)
   generator_objective = _GENERATOR_OBJECTIVES[translator.method.name]
@@ -243,9 +252,12 @@ def make_train_step(translator: Translator, objective: Objective, g_tx: optax.Gr
     return total, metrics
 
   def train_step(state: TranslationState, batches: dict[str, jax.Array]):
-    a, b = batches["a"][0], batches["b"][0]
     key = jax.random.fold_in(state.rng, state.step)
     g_key, pool_key = jax.random.split(key)
+    jitter_key = jax.random.fold_in(key, _JITTER_TAG)  # apart from the other draws, which it leaves unchanged
+    batch = augment.jitter_batch({"a": batches["a"][0], "b": batches["b"][0]}, jitter_key,
+                                 paired=translator.method.paired, jitter=jitter.jitter, flip=jitter.flip)
+    a, b = batch["a"], batch["b"]
     grad_g = jax.value_and_grad(
         lambda p: generator_objective(translator, objective, g_loss_fn, p, state.d_params, a, b, g_key), has_aux=True)
     (g_loss, (g_metrics, fakes)), g_grads = grad_g(state.g_params)

@@ -13,6 +13,7 @@ trained model and of the identity map (output = input), and `translations.png`
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -48,10 +49,11 @@ RESUMABLE_FIELDS = ("log_every", "checkpoint_every", "sample_every", "keep_check
 POSITIVE_FIELDS = ("batch_size", "num_steps", "log_every", "checkpoint_every", "sample_every", "keep_checkpoints",
                    "eval_batch_size", "width_g", "width_d")
 # Fields of the training of one model: a stage is redone when its fingerprint changes.
-TRAINING_FIELDS = ("method", "generator", "loss", "batch_size", "num_steps", "decay_steps", "lr", "b1", "b2",
-                   "width_g", "width_d", "patch_size", "dropout_blocks", "num_blocks", "pool_size", "gan_weight",
-                   "l1_weight", "cycle_weight", "identity_weight", "seed")
-DATA_FIELDS = ("data", "dataset", "image_size", "channels", "train_examples", "test_examples", "thicken")
+# (The objective's fields enter through `objective_for`, which the paired bound does not take from the config.)
+TRAINING_FIELDS = ("generator", "batch_size", "num_steps", "decay_steps", "lr", "b1", "b2", "width_g", "width_d",
+                   "patch_size", "dropout_blocks", "num_blocks", "pool_size", "jitter", "flip", "eval_dropout", "seed")
+DATA_FIELDS = ("data", "dataset", "direction", "image_size", "channels", "train_examples", "test_examples", "thicken")
+DIRECTIONS = ("AtoB", "BtoA")
 _GRID_ROWS = 8
 _B_ORDER_TAG = 0xB0  # domain B's batch order differs from A's when the domains are unpaired
 
@@ -79,6 +81,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     checks.non_negative(config[field], field)
   checks.positive(config.thicken, "thicken")
   checks.one_of(config.channels, (0, 1, 3), "channels")
+  checks.one_of(config.direction, DIRECTIONS, "direction")
+  for field in ("jitter", "flip", "eval_dropout", "upper_bound"):
+    checks.one_of(config[field], (True, False), field)
   if config.decay_steps > config.num_steps:
     raise ValueError(f"decay_steps={config.decay_steps} exceeds num_steps={config.num_steps}")
   if config.batch_size % num_devices:
@@ -89,7 +94,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     build_translator(config, config.method, config.image_size or 32, (1, 1))  # sizes known before reading
 
 
-def _objective(config: ml_collections.ConfigDict, method: str) -> step_lib.Objective:
+def objective_for(config: ml_collections.ConfigDict, method: str) -> step_lib.Objective:
+  """The configured objective for the configured method; pix2pix's published one for the paired bound."""
   if method == config.method:
     return step_lib.Objective(config.loss, config.gan_weight, config.l1_weight, config.cycle_weight,
                               config.identity_weight)
@@ -100,13 +106,22 @@ def _to_model(images: np.ndarray) -> np.ndarray:
   return sources.scale_images(images, VALUE_RANGE)
 
 
-def make_translate_fn(translator: step_lib.Translator, direction: str, batch_size: int):
-  """`fn(g_params, uint8 images) -> uint8 translations`, in eval mode, in fixed-size jitted chunks."""
-  apply = jax.jit(lambda params, x: step_lib.translate(translator, params, direction, x))
+def make_translate_fn(translator: step_lib.Translator, direction: str, batch_size: int,
+                      dropout_key: jax.Array | None = None):
+  """`fn(g_params, uint8 images) -> uint8 translations` in fixed-size jitted chunks.
+
+  Without `dropout_key` the generator runs deterministically (dropout off); with it, the
+  U-Net's dropout stays on as pix2pix's reference runs it at test time, chunk i drawing
+  from fold_in(dropout_key, i).
+  """
+  train = dropout_key is not None
+  apply = jax.jit(lambda params, x, key: step_lib.translate(translator, params, direction, x, train=train, key=key))
+  key = dropout_key if train else jax.random.PRNGKey(0)
 
   def fn(g_params, images: np.ndarray) -> np.ndarray:
     scaled = _to_model(images)
-    out = batching.map_chunks(lambda _, rows: apply(g_params, scaled[rows]), len(images), batch_size)
+    out = batching.map_chunks(lambda i, rows: apply(g_params, scaled[rows], jax.random.fold_in(key, i)), len(images),
+                              batch_size)
     return images_lib.to_uint8(out, VALUE_RANGE)
 
   return fn
@@ -127,12 +142,12 @@ def save_translation_grid(path: str, columns: list[np.ndarray]) -> None:
 
 
 def grid_columns(translator: step_lib.Translator, g_params, inputs: np.ndarray, truth: np.ndarray | None,
-                 batch_size: int) -> list[np.ndarray]:
+                 batch_size: int, dropout_key: jax.Array | None = None) -> list[np.ndarray]:
   """[input, A -> B, (A -> B -> A for CycleGAN), (the true B)] for a few test inputs."""
-  forward = make_translate_fn(translator, "ab", batch_size)(g_params, inputs)
+  forward = make_translate_fn(translator, "ab", batch_size, dropout_key)(g_params, inputs)
   columns = [inputs, forward]
   if "ba" in translator.generators:
-    columns.append(make_translate_fn(translator, "ba", batch_size)(g_params, forward))
+    columns.append(make_translate_fn(translator, "ba", batch_size, dropout_key)(g_params, forward))
   if truth is not None:
     columns.append(truth)
   return columns
@@ -151,7 +166,8 @@ def fit(config: ml_collections.ConfigDict, translator: step_lib.Translator, obje
   d_tx = step_lib.make_optimizer(config.lr, config.b1, config.b2, config.num_steps, config.decay_steps)
   init = jax.jit(lambda key: step_lib.init_state(translator, g_tx, d_tx, key, config.pool_size),
                  out_shardings=parallel.replicated(mesh))
-  train_step = parallel.data_parallel_jit(step_lib.make_train_step(translator, objective, g_tx, d_tx), mesh,
+  jitter = step_lib.Jitter(config.jitter, config.flip)
+  train_step = parallel.data_parallel_jit(step_lib.make_train_step(translator, objective, g_tx, d_tx, jitter), mesh,
                                           batch_axis=1)
   zeros = lambda images: np.zeros((len(images),), np.int32)
   if translator.method.paired:
@@ -180,7 +196,8 @@ def fit(config: ml_collections.ConfigDict, translator: step_lib.Translator, obje
     return state, metrics
 
   def save_samples(state, done):
-    columns = grid_columns(translator, state.g_params, preview[0], preview[1], config.eval_batch_size)
+    columns = grid_columns(translator, state.g_params, preview[0], preview[1], config.eval_batch_size,
+                           eval_dropout_key(config))
     save_translation_grid(fs.join(workdir, "samples", f"step_{done:08d}.png"), columns)
 
   return loop.train(
@@ -208,11 +225,12 @@ class _Stage:
     name = fs.basename(self.folder)
     truth = data.test_b[:_GRID_ROWS] if data.test_paired else None
     start = time.perf_counter()
-    fitted = fit(config, translator, _objective(config, self.method), *self.train, self.folder, seed=config.seed,
-                 name=name, preview=(data.test_a[:_GRID_ROWS], truth))
+    fitted = fit(config, translator, objective_for(config, self.method), *self.train, self.folder,
+                 seed=config.seed, name=name, preview=(data.test_a[:_GRID_ROWS], truth))
     if fitted.stopped:
       raise stages_lib.StageStopped(f"Stopped by {fitted.stopped_by} in stage {name}")
-    translated = make_translate_fn(translator, "ab", config.eval_batch_size)(fitted.state.g_params, data.test_a)
+    translated = make_translate_fn(translator, "ab", config.eval_batch_size, eval_dropout_key(config))(
+        fitted.state.g_params, data.test_a)
     result: dict[str, Any] = {"method": self.method, "steps": int(config.num_steps),
                               "train_examples": [int(len(self.train[0])), int(len(self.train[1]))],
                               "train_seconds_this_process": round(time.perf_counter() - start, 1),
@@ -221,15 +239,22 @@ class _Stage:
       result.update(quality.summary(translated, data.test_b))
     if jax.process_index() == 0:
       columns = grid_columns(translator, fitted.state.g_params, data.test_a[:_GRID_ROWS], truth,
-                             config.eval_batch_size)
+                             config.eval_batch_size, eval_dropout_key(config))
       save_translation_grid(fs.join(self.folder, "translations.png"), columns)
     logging.info("[%s] test %s", name, ", ".join(f"{k} {result[k]:.4f}" for k in ("l1", "ssim") if k in result))
     return result
 
 
+def eval_dropout_key(config: ml_collections.ConfigDict) -> jax.Array | None:
+  """The test-time dropout key when config.eval_dropout keeps the U-Net's dropout on, else None."""
+  return jax.random.fold_in(jax.random.PRNGKey(config.seed), 0xE7A1) if config.eval_dropout else None
+
+
 def stage_fingerprint(config: ml_collections.ConfigDict, method: str) -> dict:
+  """What a stage's result depends on: its method, the objective it trains with, training and data fields."""
   values = workdir_lib.config_to_dict(config)
-  return {"method": method, **{k: values[k] for k in TRAINING_FIELDS + DATA_FIELDS if k != "method"}}
+  return {"method": method, "objective": dataclasses.asdict(objective_for(config, method)),
+          **{k: values[k] for k in TRAINING_FIELDS + DATA_FIELDS}}
 
 
 def identity_baseline(data: data_lib.TranslationData) -> dict | None:
@@ -243,7 +268,9 @@ def markdown(results: dict) -> str:
   """results.md: one row per model and the identity baseline."""
   lines = [f"# {results['method']} on {results['data']}", ""]
   if results.get("command"):
-    lines += ["Command:", "", "```", results["command"], "```", ""]
+    lines += ["Command:", "", "```bash", results["command"], "```", ""]
+    if results.get("git_commit"):
+      lines += [f"git commit {results['git_commit']}", ""]
   if not results["test_paired"]:
     lines += ["The test set has no true translations, so no test error is computed; see translations.png.", ""]
     return "\n".join(lines) + "\n"

@@ -29,8 +29,8 @@ def test_resnet_generator_keeps_the_input_size(side):
 
 
 def test_resnet_blocks_follow_the_paper():
-  assert nets.resnet_blocks(32) == 6 and nets.resnet_blocks(64) == 6
-  assert nets.resnet_blocks(128) == 9 and nets.resnet_blocks(256) == 9
+  assert nets.resnet_blocks(32) == 6 and nets.resnet_blocks(128) == 6  # "6 blocks for 128 x 128"
+  assert nets.resnet_blocks(256) == 9 and nets.resnet_blocks(512) == 9  # "9 for 256 x 256 or higher"
 
 
 @pytest.mark.parametrize("side", [28, 48, 2])

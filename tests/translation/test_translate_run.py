@@ -70,7 +70,7 @@ def test_an_interrupted_run_resumes_exactly(cyclegan_run, tmp_path, idx_dir):
   shutil.rmtree(folder / "checkpoints" / str(config.num_steps))
   task = data_lib.load(config, str(idx_dir))
   translator = train.build_translator(config, "cyclegan", task.side, task.channels)
-  resumed = train.fit(config, translator, train._objective(config, "cyclegan"), task.train_a, task.train_b,
+  resumed = train.fit(config, translator, train.objective_for(config, "cyclegan"), task.train_a, task.train_b,
                       str(folder), seed=config.seed, name="cyclegan", preview=(task.test_a[:2], None))
   assert resumed.start == 100
   whole = checkpoint.Checkpointer(os.path.join(workdir, "stages", "cyclegan", "checkpoints"), async_save=False)

@@ -12,7 +12,7 @@ from gan_jax.translation import data as data_lib
 
 def config(**overrides):
   values = dict(data="edges2digits", dataset="mnist", image_size=32, channels=0, train_examples=50,
-                test_examples=20, thicken=1, seed=0)
+                test_examples=20, thicken=1, seed=0, direction="AtoB")
   values.update(overrides)
   return ml_collections.ConfigDict(values)
 
@@ -140,3 +140,9 @@ def test_tfds_cycle_gan_with_mock_data():
   assert task.name == "tfds:cycle_gan/horse2zebra" and not task.paired and not task.test_paired
   assert task.train_a.shape == (4, 16, 16, 3) and task.test_b.shape == (6, 16, 16, 3)
   assert task.train_a.dtype == np.uint8
+
+
+def test_b_to_a_direction_makes_thick2thin(idx_dir):
+  task = data_lib.load(config(data="thin2thick", train_examples=5, test_examples=5, direction="BtoA"), str(idx_dir))
+  np.testing.assert_array_equal(task.test_a, data_lib.dilate(task.test_b, 1))
+  np.testing.assert_array_equal(task.true_pairs[0], data_lib.dilate(task.true_pairs[1], 1))
