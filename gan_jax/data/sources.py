@@ -218,7 +218,7 @@ def _check_network(host: str = "storage.googleapis.com", port: int = 443, timeou
     raise ConnectionError(f"no network: cannot reach {host}:{port} ({e})") from e
 
 
-def _prepared_or_downloaded(read, allow_download: bool):
+def prepared_or_downloaded(read, allow_download: bool):
   """`read(download=False)`: data already prepared (or mocked in tests) needs no network; else, when
   allowed, `read(download=True)` after a quick network check (TFDS retries a failing download for
   minutes; without a network, say so at once)."""
@@ -241,7 +241,7 @@ def _load_tfds(info: DatasetInfo, split: str, data_dir: str | None, allow_downlo
   except ImportError as e:
     raise tfds_unavailable_error(info.name, split, e, allow_download=allow_download, idx_dir=idx_dir) from e
   try:
-    ds = _prepared_or_downloaded(
+    ds = prepared_or_downloaded(
         lambda download: tfds.load(info.name, split=split, data_dir=data_dir, download=download,
                                    as_supervised=True), allow_download)
     # Chunks rather than batch_size=-1: that sizes one batch from the split
@@ -290,7 +290,7 @@ def _load_tfds_named(source: DataSource, info: DatasetInfo, split: str, data_dir
   read = lambda download: tfds_source.load(source.target, split, info.image_shape, data_dir=data_dir,
                                            download=download)
   try:
-    arrays, held_out = _prepared_or_downloaded(read, allow_download)
+    arrays, held_out = prepared_or_downloaded(read, allow_download)
   except ValueError:  # an unknown name or not image classification: the user's input, said as it is
     raise
   except Exception as e:  # pylint: disable=broad-except  # offline TFDS fails in many ways; all mean "no data"

@@ -218,7 +218,7 @@ def tfds_cycle_gan(config, target: str, data_dir: str | None = None, allow_downl
     def load(download: bool):
       return tfds.load(target, split=split, data_dir=data_dir, download=download)
     try:
-      ds = sources._prepared_or_downloaded(load, allow_download)  # pylint: disable=protected-access
+      ds = sources.prepared_or_downloaded(load, allow_download)
     except Exception as e:  # pylint: disable=broad-except
       raise sources.DataUnavailableError(
           f"Cannot load tfds:{target} ({split}): {type(e).__name__}: {' '.join(str(e).split())[:200]}. Run once "

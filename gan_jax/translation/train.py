@@ -141,13 +141,18 @@ def save_translation_grid(path: str, columns: list[np.ndarray]) -> None:
   images_lib.save_grid(path, tiles.astype(np.float32) / 255.0, rows, len(columns))
 
 
-def grid_columns(translator: step_lib.Translator, g_params, inputs: np.ndarray, truth: np.ndarray | None,
-                 batch_size: int, dropout_key: jax.Array | None = None) -> list[np.ndarray]:
+def make_translate_fns(translator: step_lib.Translator, batch_size: int,
+                       dropout_key: jax.Array | None = None) -> dict:
+  """{direction: `make_translate_fn`} for every generator, each compiled once and reused for every grid."""
+  return {d: make_translate_fn(translator, d, batch_size, dropout_key) for d in translator.generators}
+
+
+def grid_columns(translate_fns: dict, g_params, inputs: np.ndarray, truth: np.ndarray | None) -> list[np.ndarray]:
   """[input, A -> B, (A -> B -> A for CycleGAN), (the true B)] for a few test inputs."""
-  forward = make_translate_fn(translator, "ab", batch_size, dropout_key)(g_params, inputs)
+  forward = translate_fns["ab"](g_params, inputs)
   columns = [inputs, forward]
-  if "ba" in translator.generators:
-    columns.append(make_translate_fn(translator, "ba", batch_size, dropout_key)(g_params, forward))
+  if "ba" in translate_fns:
+    columns.append(translate_fns["ba"](g_params, forward))
   if truth is not None:
     columns.append(truth)
   return columns
@@ -162,8 +167,8 @@ def fit(config: ml_collections.ConfigDict, translator: step_lib.Translator, obje
   its own order. Batches are a pure function of (seed, step), so resume is exact.
   """
   mesh = parallel.make_mesh()
-  g_tx = step_lib.make_optimizer(config.lr, config.b1, config.b2, config.num_steps, config.decay_steps)
-  d_tx = step_lib.make_optimizer(config.lr, config.b1, config.b2, config.num_steps, config.decay_steps)
+  # One stateless transformation for both players; each keeps its own optimizer state.
+  g_tx = d_tx = step_lib.make_optimizer(config.lr, config.b1, config.b2, config.num_steps, config.decay_steps)
   init = jax.jit(lambda key: step_lib.init_state(translator, g_tx, d_tx, key, config.pool_size),
                  out_shardings=parallel.replicated(mesh))
   jitter = step_lib.Jitter(config.jitter, config.flip)
@@ -195,9 +200,10 @@ def fit(config: ml_collections.ConfigDict, translator: step_lib.Translator, obje
     metric_names[:] = metric_names or [k for k in metrics if k != "nonfinite"]
     return state, metrics
 
+  preview_fns = make_translate_fns(translator, config.eval_batch_size, eval_dropout_key(config))
+
   def save_samples(state, done):
-    columns = grid_columns(translator, state.g_params, preview[0], preview[1], config.eval_batch_size,
-                           eval_dropout_key(config))
+    columns = grid_columns(preview_fns, state.g_params, preview[0], preview[1])
     save_translation_grid(fs.join(workdir, "samples", f"step_{done:08d}.png"), columns)
 
   return loop.train(
@@ -206,7 +212,10 @@ def fit(config: ml_collections.ConfigDict, translator: step_lib.Translator, obje
       keep_checkpoints=config.keep_checkpoints, metrics_dir=workdir, images_per_step=config.batch_size,
       describe=lambda s: f"g_loss={s['g_loss']:.4f} d_loss={s['d_loss']:.4f} {s['images_per_sec']:.0f} img/s",
       check=gan_loop.health_check(config.on_nonfinite, metric_names), nonfinite_hint=gan_loop.NONFINITE_HINT,
-      periodic=[loop.Periodic(config.sample_every, save_samples)])
+      periodic=[loop.Periodic(config.sample_every, save_samples)],
+      # Steps queued without limit can starve XLA:CPU's all-reduce rendezvous under many fake
+      # devices (a "Termination timeout" abort, seen with the CycleGAN step); one step ahead suffices.
+      one_in_flight=True)
 
 
 class _Stage:
@@ -216,12 +225,9 @@ class _Stage:
                folder: str):
     self.config, self.method, self.data, self.train, self.folder = config, method, data, train, folder
 
-  def translator(self) -> step_lib.Translator:
-    return build_translator(self.config, self.method, self.data.side, self.data.channels)
-
   def __call__(self) -> dict:
     config, data = self.config, self.data
-    translator = self.translator()
+    translator = build_translator(config, self.method, data.side, data.channels)
     name = fs.basename(self.folder)
     truth = data.test_b[:_GRID_ROWS] if data.test_paired else None
     start = time.perf_counter()
@@ -229,8 +235,8 @@ class _Stage:
                  seed=config.seed, name=name, preview=(data.test_a[:_GRID_ROWS], truth))
     if fitted.stopped:
       raise stages_lib.StageStopped(f"Stopped by {fitted.stopped_by} in stage {name}")
-    translated = make_translate_fn(translator, "ab", config.eval_batch_size, eval_dropout_key(config))(
-        fitted.state.g_params, data.test_a)
+    translate_fns = make_translate_fns(translator, config.eval_batch_size, eval_dropout_key(config))
+    translated = translate_fns["ab"](fitted.state.g_params, data.test_a)
     result: dict[str, Any] = {"method": self.method, "steps": int(config.num_steps),
                               "train_examples": [int(len(self.train[0])), int(len(self.train[1]))],
                               "train_seconds_this_process": round(time.perf_counter() - start, 1),
@@ -238,8 +244,7 @@ class _Stage:
     if data.test_paired:
       result.update(quality.summary(translated, data.test_b))
     if jax.process_index() == 0:
-      columns = grid_columns(translator, fitted.state.g_params, data.test_a[:_GRID_ROWS], truth,
-                             config.eval_batch_size, eval_dropout_key(config))
+      columns = grid_columns(translate_fns, fitted.state.g_params, data.test_a[:_GRID_ROWS], truth)
       save_translation_grid(fs.join(self.folder, "translations.png"), columns)
     logging.info("[%s] test %s", name, ", ".join(f"{k} {result[k]:.4f}" for k in ("l1", "ssim") if k in result))
     return result
