@@ -397,7 +397,7 @@ def _measure_jax(opts: Options, target: Target) -> dict[str, Any]:
   return figures
 
 
-def _torch_comparison(result: dict, reference: Callable[[dict], dict]) -> dict:
+def torch_comparison(result: dict, reference: Callable[[dict], dict]) -> dict:
   """Runs the reference on the same spec; adds FLOP/s (XLA's count) and JAX speed-ups."""
   spec = {**result["spec"], "threads": result["threads"], "platform": result["machine"]["platform"]}
   torch_result = reference(spec)
@@ -444,7 +444,7 @@ def run(opts: Options, reference: Callable[[dict], dict] | None = None) -> dict[
       "machine": machine_info(), "torch": None, "jax_speedup_vs_torch": None,
   }
   result["data_meets_10x_target"] = result["data_to_train_ratio"] >= 10.0
-  return _torch_comparison(result, reference) if reference is not None else result
+  return torch_comparison(result, reference) if reference is not None else result
 
 
 def _jsonable(value):

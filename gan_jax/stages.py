@@ -104,6 +104,7 @@ class Runner:
     self.writer = writer
     self.computed: list[str] = []
     self.cached: list[str] = []
+    self.seconds: dict[str, float] = {}  # wall time of each stage computed by this process
 
   def run(self, stop: preemption.StopSignal | None = None) -> bool:
     """Runs every stage not yet done; False when a signal stopped the run (rerun to resume)."""
@@ -128,6 +129,7 @@ class Runner:
       if self.writer:
         save_payload(stage.marker, _with_fingerprint(payload, stage))
       took = time.perf_counter() - start
+      self.seconds[stage.name] = took
       seconds, work_done = seconds + took, work_done + stage.work
       self.computed.append(stage.name)
       eta = seconds / work_done * work_left if work_done else float("nan")

@@ -211,7 +211,8 @@ class Study:
 
 
 def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | None = None,
-                  overwrite: bool = False, provenance: dict | None = None) -> dict[str, Any]:
+                  overwrite: bool = False, provenance: dict | None = None,
+                  stage_seconds: dict[str, float] | None = None) -> dict[str, Any]:
   """Runs (or resumes) the whole benchmark and writes the report.
 
   Args:
@@ -220,6 +221,8 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
     idx_dir: offline IDX folder (None: TFDS).
     overwrite: discard an earlier run with a different config.
     provenance: {'command', 'git_commit'} of the run, recorded in the report.
+    stage_seconds: if given, filled with the wall time of each stage this call computed (benchmarks
+      extrapolate from it; results.json stays free of timings so reruns reproduce it).
 
   Returns:
     results.json's content, or {'stopped': True} when a signal stopped the run.
@@ -239,9 +242,13 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
   study = Study(config, plan, data, layout, mesh)
   logging.info("Imbalanced %s train set: %s images per class; adding %s", config.dataset, study.counts.tolist(),
                study.add.tolist())
+  runner = stages.Runner(study.stages())
   with preemption.StopSignal() as stop:
-    if not stages.Runner(study.stages()).run(stop):
-      return {"stopped": True}
+    finished = runner.run(stop)
+  if stage_seconds is not None:
+    stage_seconds.update(runner.seconds)
+  if not finished:
+    return {"stopped": True}
   results = report.collect(config, plan.methods, study.counts, {t: a[1] for t, a in study.test_sets.items()},
                            layout, provenance)
   results["classifier_recipe"] = study.classifiers.describe()
