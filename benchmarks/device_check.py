@@ -54,6 +54,13 @@ def validate(parts, model_names, all_models) -> None:
     raise ValueError(f"--parts is empty; choose from: {', '.join(PARTS)}")
 
 
+def _configs(variant: str):
+  """The (imbalance, SinGAN) configs of a variant: '' for the real check, 'smoke' for --tiny."""
+  from experiments.configs import imbalance  # pylint: disable=g-import-not-at-top
+  from experiments.configs import singan  # pylint: disable=g-import-not-at-top
+  return imbalance.get_config(variant), singan.get_config(variant)
+
+
 def _run():
   if not _OUT.value:
     raise ValueError("--out is required: a folder for device_check.json and device_check.md")
@@ -64,7 +71,7 @@ def _run():
                                         models=tuple(_MODELS.value) or tuple(step_benchmark.MODELS),
                                         imbalance_methods=_IMBALANCE_METHODS.value,
                                         imbalance_seeds=_IMBALANCE_SEEDS.value, idx_dir=common.idx_dir(),
-                                        torch_compile=_TORCH_COMPILE.value)
+                                        configs=_configs, torch_compile=_TORCH_COMPILE.value)
   report = device_parts.Report(_OUT.value, command=" ".join(["python -m benchmarks.device_check"] + sys.argv[1:]))
   with tempfile.TemporaryDirectory(prefix="device_check_") as scratch:
     for part in _PARTS.value:

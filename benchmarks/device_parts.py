@@ -40,31 +40,32 @@ class Settings:
   torch_compile: bool
   bf16_sweep: bool
   stacked: tuple[tuple[str, int, int], ...]  # (model, members, batch per member)
-  imbalance_variant: str
+  imbalance_config: Any  # the imbalance benchmark's ConfigDict (the full config, or :smoke with --tiny)
   imbalance_methods: str
   imbalance_seeds: int
-  singan_variant: str
+  singan_config: Any  # the SinGAN ConfigDict (the default, or :smoke with --tiny)
   idx_dir: str | None
 
   @classmethod
   def make(cls, tiny: bool, torch: bool, models: tuple[str, ...], imbalance_methods: str, imbalance_seeds: int,
-           idx_dir: str | None, torch_compile: bool = True) -> "Settings":
+           idx_dir: str | None, configs: Callable[[str], tuple[Any, Any]], torch_compile: bool = True) -> "Settings":
+    """The sizes of a --tiny or a real check; `configs(variant)` gives the (imbalance, SinGAN) configs."""
     if tiny:
       # Every part's code path at the smallest sizes: one sweep batch, no bf16 sweep (XLA:CPU emulates bf16
       # convolutions slowly), one imbalance seed, the smoke configs.
       return cls(tiny=True, torch=torch, models=models, batch_size=8, sweep_batches=(16,), steps=2, warmup=1,
                  width=8, peak_size=128, data_examples=64, torch_compile=False, bf16_sweep=False,
-                 stacked=(("classifier", 3, 8), ("dcgan_mnist", 2, 8)), imbalance_variant="smoke",
-                 imbalance_methods=imbalance_methods or "none,cgan", imbalance_seeds=1, singan_variant="smoke",
-                 idx_dir=idx_dir)
+                 stacked=(("classifier", 3, 8), ("dcgan_mnist", 2, 8)),
+                 imbalance_config=configs("smoke")[0], imbalance_methods=imbalance_methods or "none,cgan",
+                 imbalance_seeds=1, singan_config=configs("smoke")[1], idx_dir=idx_dir)
     on_cpu = jax.devices()[0].platform == "cpu"
     return cls(tiny=False, torch=torch, models=models, batch_size=128, sweep_batches=(4096,), steps=20, warmup=5,
                width=0, peak_size=2048 if on_cpu else 8192, data_examples=60_000, torch_compile=torch_compile, bf16_sweep=True,
                # The imbalance run's shapes: 5 classifier seeds (and 30 = 6 methods x 5 seeds) at
                # batch 128, and the 10 per-class DCGANs at batch 64.
                stacked=(("classifier", 5, 128), ("classifier", 30, 128), ("dcgan_mnist", 10, 64)),
-               imbalance_variant="", imbalance_methods=imbalance_methods, imbalance_seeds=imbalance_seeds,
-               singan_variant="", idx_dir=idx_dir)
+               imbalance_config=configs("")[0], imbalance_methods=imbalance_methods,
+               imbalance_seeds=imbalance_seeds, singan_config=configs("")[1], idx_dir=idx_dir)
 
 
 def _options(settings: Settings, model: str, batch: int, dtype: str) -> step_benchmark.Options:
@@ -162,10 +163,9 @@ def run_stacked(settings: Settings, scratch: str, publish: Callable[[dict], None
 def run_imbalance(settings: Settings, scratch: str, publish: Callable[[dict], None]) -> dict:
   """The imbalance benchmark on MNIST (all methods or some), with the whole run extrapolated from its stages."""
   del publish
-  from experiments.configs import imbalance as imbalance_config  # pylint: disable=g-import-not-at-top
   from gan_jax.protocols.imbalance import methods as methods_lib  # pylint: disable=g-import-not-at-top
   from gan_jax.protocols.imbalance import pipeline  # pylint: disable=g-import-not-at-top
-  config = imbalance_config.get_config(settings.imbalance_variant)
+  config = settings.imbalance_config.copy_and_resolve_references()
   config.num_seeds = settings.imbalance_seeds
   full = methods_lib.parse_methods(config.methods)
   if settings.imbalance_methods:
@@ -196,14 +196,13 @@ def run_imbalance(settings: Settings, scratch: str, publish: Callable[[dict], No
 def run_singan(settings: Settings, scratch: str, publish: Callable[[dict], None]) -> dict:
   """The default SinGAN config end to end: every scale, then every application output."""
   del publish
-  from experiments.configs import singan as singan_config  # pylint: disable=g-import-not-at-top
   from gan_jax.singan import train as singan_train  # pylint: disable=g-import-not-at-top
-  config = singan_config.get_config(settings.singan_variant)
+  config = settings.singan_config
   start = time.perf_counter()
   result = singan_train.train(config, scratch)
   wall = time.perf_counter() - start
   scale_s = [r.get("seconds") for r in result["records"]]
-  return {"variant": settings.singan_variant or "default", "scales": len(result["sizes"]),
+  return {"variant": "smoke" if settings.tiny else "default", "scales": len(result["sizes"]),
           "sizes": [list(s) for s in result["sizes"]], "iters_per_scale": config.iters_per_scale, "wall_s": wall,
           "scale_seconds": scale_s, "outputs": sorted(result["outputs"])}
 

@@ -99,6 +99,13 @@ class Classifiers:
     return self.train(self.programs(part), images, labels, seed=seed, steps=steps, name=name,
                       inputs=self.inputs(part, labels, weights, steps))
 
+  def fit_seeds(self, part: methods_lib.LossPart, images, labels, weights, *, seeds: list[int], name: str):
+    """`fit` for several seeds as one vmapped program (`classifier_loop.train_classifiers`), in seed order."""
+    steps, cls = self.config.classifier.num_steps, self.config.classifier
+    return classifier_loop.train_classifiers(self.programs(part), images, labels, seeds=seeds, num_steps=steps,
+                                             batch_size=cls.batch_size, inputs=self.inputs(part, labels, weights, steps),
+                                             log_every=cls.log_every, name=name)
+
   def retrain_head(self, plain_variables, images, labels, *, seed: int, name: str):
     """cRT: the plain classifier's features frozen, its last layer re-initialised and re-trained class-balanced."""
     part = methods_lib.CROSS_ENTROPY

@@ -35,14 +35,28 @@ from gan_jax.protocols.imbalance import seeds
 from gan_jax.protocols.imbalance import validation
 from gan_jax.train import classifier_loop
 
+# How the seeds of a method's classifier train: 'stacked' as one vmapped program, 'sequential' one
+# after another, 'auto' stacked on accelerators and sequential on CPUs, where XLA's batched
+# convolutions made the stacked program about 2x slower (docs/device_check.md).
+CLASSIFIER_SEEDS = ("auto", "stacked", "sequential")
+
+
+def stack_seeds(mode: str, platform: str) -> bool:
+  """Whether `mode` (one of CLASSIFIER_SEEDS) trains the seeds stacked on a backend `platform`."""
+  if mode not in CLASSIFIER_SEEDS:
+    raise ValueError(f"Unknown classifier_seeds '{mode}'; choose one of: {', '.join(CLASSIFIER_SEEDS)}")
+  return mode == "stacked" or (mode == "auto" and platform != "cpu")
 
 
 class Study:
   """One benchmark run: its data, shared programs and the stage functions that read and write its workdir."""
 
   def __init__(self, config: ml_collections.ConfigDict, plan: validation.Plan, data: splits.Splits,
-               layout: layout_lib.Layout, mesh):
+               layout: layout_lib.Layout, mesh, stacked: bool = False):
     self.config, self.plan, self.data, self.layout = config, plan, data, layout
+    # Seeds trained stacked: variables of the later seeds of a method wait here for their stages.
+    self.stacked = stacked
+    self._waiting: dict[tuple[str, int], Any] = {}
     self.num_classes = data.num_classes
     self.counts = data.train_counts()
     self.add = methods_lib.synthetic_counts(self.counts, config.synthetic_ratio)
@@ -188,6 +202,8 @@ class Study:
       predict_part = methods_lib.CROSS_ENTROPY
       tau = self.classifiers.posthoc_tau(params, self.data.validation, label_counts)
       record["tau"] = tau
+    elif self.stacked:
+      params = self.fit_stacked(method, k, images, labels, weights)
     else:
       params = self.classifiers.fit(method.loss, images, labels, weights, seed=seed, name=name)
     if method.name in self.kept:
@@ -202,6 +218,17 @@ class Study:
       record[test_set] = self.classifiers.score(test_labels, probs, self.real_counts)
     return record
 
+  def fit_stacked(self, method: methods_lib.Method, k: int, images, labels, weights):
+    """Seed k's classifier; the first unfinished seed of a method trains it with every later unfinished one."""
+    if (method.name, k) not in self._waiting:
+      pending = [j for j in range(k, self.config.num_seeds)
+                 if j == k or not fs.exists(self.layout.classifier(method.name, j))]
+      trained = self.classifiers.fit_seeds(method.loss, images, labels, weights,
+                                           seeds=[seeds.classifier(self.config.seed, j) for j in pending],
+                                           name=f"{method.name} seeds {pending[0]}-{pending[-1]}")
+      self._waiting.update({(method.name, j): v for j, v in zip(pending, trained)})
+    return self._waiting.pop((method.name, k))
+
   def generated_quality(self, name: str) -> dict:
     generator = self.generator(name)
     draw = seeds.keyed(generator.generate, self.config.seed, seeds.QUALITY_STREAM)
@@ -212,7 +239,7 @@ class Study:
 
 def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | None = None,
                   overwrite: bool = False, provenance: dict | None = None,
-                  stage_seconds: dict[str, float] | None = None) -> dict[str, Any]:
+                  stage_seconds: dict[str, float] | None = None, classifier_seeds: str = "auto") -> dict[str, Any]:
   """Runs (or resumes) the whole benchmark and writes the report.
 
   Args:
@@ -223,6 +250,8 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
     provenance: {'command', 'git_commit'} of the run, recorded in the report.
     stage_seconds: if given, filled with the wall time of each stage this call computed (benchmarks
       extrapolate from it; results.json stays free of timings so reruns reproduce it).
+    classifier_seeds: how each method's seeds train (CLASSIFIER_SEEDS); the results agree to float
+      rounding either way.
 
   Returns:
     results.json's content, or {'stopped': True} when a signal stopped the run.
@@ -230,6 +259,7 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
   if jax.process_count() > 1:
     raise ValueError("the imbalance benchmark runs in one process; drop --distributed")
   mesh = parallel.make_mesh()
+  stacked = stack_seeds(classifier_seeds, mesh.devices.flat[0].platform)
   plan = validation.validate(config, mesh.size)
   workdir_lib.prepare(workdir, config, overwrite=overwrite, outputs=layout_lib.OUTPUTS,
                       resumable_fields=validation.RESUMABLE_FIELDS, migrations=validation.MIGRATIONS)
@@ -239,7 +269,7 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
                             validation_per_class=config.validation_per_class, cache_dir=splits.data_dir(workdir))
   splits.write_class_names(workdir, data.info)
   layout = layout_lib.Layout(workdir)
-  study = Study(config, plan, data, layout, mesh)
+  study = Study(config, plan, data, layout, mesh, stacked=stacked)
   logging.info("Imbalanced %s train set: %s images per class; adding %s", config.dataset, study.counts.tolist(),
                study.add.tolist())
   runner = stages.Runner(study.stages())

@@ -259,3 +259,30 @@ def test_changed_config_is_refused_and_bad_methods_are_one_line_errors(smoke, tm
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith("error: Unknown method(s) ['bagan']")
   assert "Traceback" not in proc.stderr
+
+
+def test_stacked_seeds_reproduce_the_sequential_classifiers(smoke, idx_dir, caplog):
+  # Last in the module: it rewrites two methods' classifier stages. Their seeds retrain as one vmapped
+  # program per method and score as the sequential run did, up to float rounding of the predictions.
+  config, workdir, results = smoke
+  redone = ("none", "logit_adjustment")
+  before = {(m, k): fs.read_json(fs.join(workdir, "classifiers", m, f"seed{k}.json")) for m in redone for k in (0, 1)}
+  for m, k in before:
+    fs.remove(fs.join(workdir, "classifiers", m, f"seed{k}.json"))
+  with caplog.at_level("INFO"):
+    pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir), classifier_seeds="stacked")
+  messages = [r.getMessage() for r in caplog.records]
+  for m in redone:
+    assert any(f"[{m} seeds 0-1] step 30/30" in line for line in messages), m
+  for (m, k), old in before.items():
+    new = fs.read_json(fs.join(workdir, "classifiers", m, f"seed{k}.json"))
+    assert new["seed"] == old["seed"] and new["train_examples"] == old["train_examples"]
+    for test_set in ("balanced", "imbalanced"):
+      assert abs(new[test_set]["balanced_accuracy"] - old[test_set]["balanced_accuracy"]) <= 0.5, (m, k, test_set)
+
+
+def test_classifier_seeds_mode_is_checked():
+  assert pipeline.stack_seeds("auto", "cpu") is False and pipeline.stack_seeds("auto", "gpu") is True
+  assert pipeline.stack_seeds("stacked", "cpu") is True and pipeline.stack_seeds("sequential", "tpu") is False
+  with pytest.raises(ValueError, match="Unknown classifier_seeds 'both'; choose one of: auto, stacked, sequential"):
+    pipeline.stack_seeds("both", "cpu")
