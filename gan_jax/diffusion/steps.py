@@ -1,0 +1,158 @@
+"""Train states and pure train steps of the two diffusion stages: the first-stage autoencoder and the denoiser.
+
+Randomness is `fold_in(state.rng, state.step)`, so a restored state replays the
+noise of an uninterrupted run. A step never applies a non-finite update: the
+update is computed, and the old state kept where a loss or gradient is NaN/Inf.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from gan_jax.diffusion import objective
+from gan_jax.diffusion import sampling
+from gan_jax.diffusion import schedule as schedule_lib
+
+PyTree = Any
+RECONSTRUCTIONS = ("l1", "l2")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Step, parameters, optimiser state, an EMA of the parameters (the denoiser samples from it), run key."""
+  step: jax.Array
+  params: PyTree
+  opt_state: PyTree
+  ema_params: PyTree
+  rng: jax.Array
+
+  def step_key(self) -> jax.Array:
+    return jax.random.fold_in(self.rng, self.step)
+
+
+def init_state(params: PyTree, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), ema_params=params,
+                    rng=key)
+
+
+def _apply(state: TrainState, grads, loss, tx, ema_decay: float) -> TrainState:
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema_params, params)
+  finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+  return state.replace(step=state.step + 1, params=keep(params, state.params),
+                       opt_state=keep(opt_state, state.opt_state), ema_params=keep(ema, state.ema_params))
+
+
+@dataclasses.dataclass(frozen=True)
+class FirstStageConfig:
+  """reconstruction: 'l1' or 'l2' per pixel; kl_weight: weight of the KL to N(0, I) (1e-6 in latent diffusion)."""
+  reconstruction: str = "l1"
+  kl_weight: float = 1e-6
+
+  def __post_init__(self):
+    if self.reconstruction not in RECONSTRUCTIONS:
+      raise ValueError(f"Unknown reconstruction '{self.reconstruction}'; choose one of: {', '.join(RECONSTRUCTIONS)}")
+    if self.kl_weight < 0:
+      raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
+
+
+def first_stage_loss(reconstruction: jax.Array, images: jax.Array, mean: jax.Array, logvar: jax.Array,
+                     cfg: FirstStageConfig) -> tuple[jax.Array, dict]:
+  """Per-pixel reconstruction + kl_weight x KL(N(mean, exp logvar) || N(0, I)) summed per latent image, batch mean."""
+  error = reconstruction - images
+  recon = jnp.mean(jnp.abs(error)) if cfg.reconstruction == "l1" else jnp.mean(jnp.square(error))
+  kl = jnp.mean(jnp.sum(0.5 * (jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar), axis=(1, 2, 3)))
+  loss = recon + cfg.kl_weight * kl
+  return loss, {"loss": loss, "recon": recon, "kl": kl}
+
+
+def make_first_stage_step(model, tx: optax.GradientTransformation, cfg: FirstStageConfig) -> Callable:
+  """(state, batch {'image' [B, H, W, C] in [-1, 1]}) -> (state, metrics)."""
+
+  def step(state: TrainState, batch: dict):
+    def loss_fn(params):
+      reconstruction, mean, logvar = model.apply({"params": params}, batch["image"], state.step_key())
+      return first_stage_loss(reconstruction, batch["image"], mean, logvar, cfg)
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return _apply(state, grads, loss, tx, 0.0), metrics
+
+  return step
+
+
+@dataclasses.dataclass(frozen=True)
+class DenoiserConfig:
+  """prediction: 'epsilon' or 'v'; label_dropout: share of labels replaced by the null token (guidance)."""
+  prediction: str = "epsilon"
+  label_dropout: float = 0.1
+  ema_decay: float = 0.999
+
+  def __post_init__(self):
+    if self.prediction not in schedule_lib.PREDICTIONS:
+      raise ValueError(f"Unknown prediction '{self.prediction}'; choose one of: {', '.join(schedule_lib.PREDICTIONS)}")
+    if not 0.0 <= self.label_dropout < 1.0:
+      raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+
+
+def make_denoiser_step(denoiser, tx: optax.GradientTransformation, schedule: schedule_lib.Schedule,
+                       cfg: DenoiserConfig, num_classes: int, to_latent: Callable | None = None) -> Callable:
+  """(state, batch {'image', 'label'}) -> (state, metrics) of the denoising objective.
+
+  Args:
+    denoiser: a `ConditionalDenoiser` (label `num_classes` is the null token).
+    tx: the optimiser.
+    schedule: the noise schedule.
+    cfg: prediction target, label dropout, EMA.
+    num_classes: classes of the data set.
+    to_latent: (images in [-1, 1], key) -> scaled latents (the frozen first stage); None trains on pixels.
+  """
+
+  def step(state: TrainState, batch: dict):
+    drop_key, latent_key, loss_key = jax.random.split(state.step_key(), 3)
+    x0 = batch["image"] if to_latent is None else to_latent(batch["image"], latent_key)
+    dropped = jax.random.bernoulli(drop_key, cfg.label_dropout, batch["label"].shape)
+    labels = jnp.where(dropped, num_classes, batch["label"])
+
+    def loss_fn(params):
+      model_fn = lambda x_t, t: denoiser.apply({"params": params}, x_t, t, labels)
+      return objective.denoising_loss(model_fn, schedule, x0, loss_key, cfg.prediction)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    return _apply(state, grads, loss, tx, cfg.ema_decay), {"loss": loss}
+
+  return step
+
+
+def latent_encoder(model, params, scale: float | jax.Array) -> Callable:
+  """(images in [-1, 1], key) -> scale x a draw from the first stage's latent Gaussian."""
+
+  def encode(images, key):
+    mean, logvar = model.apply({"params": params}, images, method=model.encode)
+    return scale * (mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype))
+
+  return encode
+
+
+def latent_scale(latents: jax.Array) -> jax.Array:
+  """1 / std of unscaled latents, so the diffusion model sees unit-variance data (Rombach et al., sec. 4.3.2)."""
+  return 1.0 / jnp.std(latents)
+
+
+def guided_model(denoiser, params, labels: jax.Array, num_classes: int, guidance: float) -> Callable:
+  """(x_t, t) -> the classifier-free-guided prediction for `labels` (one batched call for both branches)."""
+  def model_fn(x_t, t):
+    both = denoiser.apply({"params": params}, jnp.concatenate([x_t, x_t]), jnp.concatenate([t, t]),
+                          jnp.concatenate([jnp.full_like(labels, num_classes), labels]))
+    uncond, cond = jnp.split(both, 2)
+    return sampling.guided(uncond, cond, guidance)
+
+  return model_fn

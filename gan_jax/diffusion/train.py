@@ -1,0 +1,250 @@
+"""Diffusion training on arrays it is handed (`fit_diffusion`), sampling from a finished run (`load_sampler`).
+
+`ldm` trains the first-stage autoencoder, measures the latent scale on the
+training images, then the class-conditioned denoiser on scaled latents of the
+frozen first stage; `ddpm` trains the same denoiser on pixels. Both stages run
+in the one loop skeleton (`gan_jax.train.loop`): checkpoints that resume
+exactly, metrics, the non-finite guard. Batches are a pure function of (seed,
+step) on device-resident data.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from gan_jax import batching
+from gan_jax import checkpoint
+from gan_jax import checks
+from gan_jax import fs
+from gan_jax import images as images_lib
+from gan_jax import parallel
+from gan_jax import workdir as workdir_lib
+from gan_jax.data import device_dataset
+from gan_jax.diffusion import sampling
+from gan_jax.diffusion import schedule as schedule_lib
+from gan_jax.diffusion import steps
+from gan_jax.models import kl_autoencoder
+from gan_jax.models import unet
+from gan_jax.train import loop
+
+MODELS = ("ldm", "ddpm")
+OUTPUT_RANGE = (-1.0, 1.0)
+POSITIVE_FIELDS = ("batch_size", "num_steps", "log_every", "checkpoint_every", "keep_checkpoints", "diffusion_steps",
+                   "sample_steps", "heads", "context_dim", "blocks_per_level", "ae_batch_size", "ae_steps",
+                   "latent_channels")
+FIRST_STAGE = "first_stage"
+SCALE_FILE = "latent_scale.json"
+# Fields a rerun may change and still resume (more steps continue both stages).
+RESUMABLE_FIELDS = (*workdir_lib.RESUMABLE_FIELDS, "ae_steps", "guidance", "sample_steps", "sampler", "eta")
+NONFINITE_HINT = "Lower --config.learning_rate (or --config.ae_learning_rate)."
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+  """The models, schedule, optimisers and jitted steps of one config on one mesh."""
+  model: str
+  image_shape: tuple[int, int, int]
+  data_shape: tuple[int, int, int]  # what the denoiser sees: the latent or the image
+  num_classes: int
+  first_stage: kl_autoencoder.KLAutoencoder | None
+  denoiser: unet.ConditionalDenoiser
+  schedule: schedule_lib.Schedule
+  ae_tx: optax.GradientTransformation
+  tx: optax.GradientTransformation
+  denoiser_cfg: steps.DenoiserConfig
+  first_stage_cfg: steps.FirstStageConfig
+
+
+def build(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int) -> Programs:
+  """Checks every field and builds the models (nothing is compiled or initialised)."""
+  checks.one_of(config.model, MODELS, "model")
+  checks.all_positive(config, POSITIVE_FIELDS)
+  for field in ("learning_rate", "ae_learning_rate"):
+    checks.positive_number(config[field], field)
+  image_shape = tuple(int(s) for s in image_shape)
+  latent = config.model == "ldm"
+  first_stage = (kl_autoencoder.KLAutoencoder(image_shape, config.latent_channels, tuple(config.ae_widths))
+                 if latent else None)
+  data_shape = kl_autoencoder.latent_shape(image_shape, config.latent_channels) if latent else image_shape
+  widths = tuple(config.widths)
+  for width in widths:
+    if width % config.heads:
+      raise ValueError(f"config.widths {widths} must be multiples of config.heads={config.heads}")
+  denoiser = unet.ConditionalDenoiser(num_classes=num_classes, out_channels=data_shape[-1], widths=widths,
+                                      blocks_per_level=config.blocks_per_level, heads=config.heads,
+                                      context_dim=config.context_dim,
+                                      cross_attention_levels=tuple(range(1, len(widths))),
+                                      dropout_rate=config.dropout_rate)
+  schedule = schedule_lib.make(config.schedule, config.diffusion_steps)
+  sampling.timesteps(config.diffusion_steps, config.sample_steps)  # checks sample_steps
+  checks.one_of(config.sampler, sampling.SAMPLERS, "sampler")
+  return Programs(config.model, image_shape, data_shape, num_classes, first_stage, denoiser, schedule,
+                  optax.adam(config.ae_learning_rate), optax.adamw(config.learning_rate, weight_decay=0.0),
+                  steps.DenoiserConfig(config.prediction, config.label_dropout, config.ema_decay),
+                  steps.FirstStageConfig(config.reconstruction, config.kl_weight))
+
+
+def validate_training(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int,
+                      num_devices: int, prefix: str = "") -> None:
+  try:
+    build(config, image_shape, num_classes)
+  except ValueError as e:
+    raise ValueError(f"{prefix}{e}" if prefix and not str(e).startswith("config.") else str(e)) from None
+  for field in ("batch_size", "ae_batch_size"):
+    if config[field] % num_devices:
+      raise ValueError(f"{prefix}{field}={config[field]} is not divisible by the number of devices ({num_devices})")
+
+
+def _check(names):
+  def check(state, scalars, step):
+    del state
+    bad = loop.nonfinite_names(scalars or {}, names)
+    return {}, (f"Non-finite {', '.join(bad)} at step {step}" if bad else None)
+  return check
+
+
+def _train_stage(state, step_fn, *, num_steps, batch_size, folder, config, name, metric):
+  return loop.train(state, step_fn, num_steps=num_steps, name=name, log_every=config.log_every,
+                    checkpoint_dir=fs.join(folder, "checkpoints"), checkpoint_every=config.checkpoint_every,
+                    keep_checkpoints=config.keep_checkpoints, metrics_dir=folder, images_per_step=batch_size,
+                    describe=lambda s: f"{metric}={s[metric]:.4f} {s['images_per_sec']:.0f} img/s",
+                    check=_check((metric,)), nonfinite_hint=NONFINITE_HINT)
+
+
+def _first_stage_init(programs: Programs, seed: int):
+  model = programs.first_stage
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+  params = model.init(key, jnp.zeros((1,) + programs.image_shape), key)["params"]
+  return steps.init_state(params, programs.ae_tx, jax.random.fold_in(key, 2))
+
+
+def _denoiser_init(programs: Programs, seed: int):
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), 3)
+  params = programs.denoiser.init(key, jnp.zeros((1,) + programs.data_shape), jnp.zeros((1,), jnp.int32),
+                                  jnp.zeros((1,), jnp.int32))["params"]
+  return steps.init_state(params, programs.tx, jax.random.fold_in(key, 4))
+
+
+def _restore(template, folder: str):
+  ckpt = checkpoint.Checkpointer(fs.join(folder, "checkpoints"), async_save=False)
+  try:
+    return ckpt.restore(template)
+  finally:
+    ckpt.close()
+
+
+def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, workdir: str, *,
+                  num_classes: int, seed: int, overwrite: bool = False, name: str | None = None) -> dict[str, Any]:
+  """Trains (or resumes) both stages on uint8 images [N, H, W, C] in `workdir`.
+
+  Returns:
+    The denoiser's last metrics record with the latent scale, plus 'stopped_by' when a signal ended the run.
+  """
+  mesh = parallel.make_mesh()
+  programs = build(config, images.shape[1:], num_classes)
+  name = name or config.model
+  if jax.process_index() == 0:
+    workdir_lib.prepare(workdir, config, overwrite=overwrite, resumable_fields=RESUMABLE_FIELDS)
+  dataset = device_dataset.DeviceDataset(images, labels, mesh, OUTPUT_RANGE)
+  to_latent, scale = None, None
+  if programs.first_stage is not None:
+    folder = fs.join(workdir, FIRST_STAGE)
+    ae_step = parallel.data_parallel_jit(
+        steps.make_first_stage_step(programs.first_stage, programs.ae_tx, programs.first_stage_cfg), mesh)
+    result = _train_stage(
+        jax.jit(lambda: _first_stage_init(programs, seed), out_shardings=parallel.replicated(mesh))(),
+        lambda state, step: ae_step(state, jax.tree.map(lambda x: x[0], dataset.batches(
+            [step], config.ae_batch_size, seed))), num_steps=config.ae_steps, batch_size=config.ae_batch_size,
+        folder=folder, config=config, name=f"{name} first stage", metric="loss")
+    if result.stopped:
+      return {**result.last_record, "stopped_by": result.stopped_by}
+    ae_params = result.state.params
+    scale = _latent_scale(programs, ae_params, dataset, config, seed, folder)
+    to_latent = steps.latent_encoder(programs.first_stage, ae_params, scale)
+  step = parallel.data_parallel_jit(steps.make_denoiser_step(programs.denoiser, programs.tx, programs.schedule,
+                                                             programs.denoiser_cfg, num_classes, to_latent), mesh)
+  result = _train_stage(
+      jax.jit(lambda: _denoiser_init(programs, seed), out_shardings=parallel.replicated(mesh))(),
+      lambda state, s: step(state, jax.tree.map(lambda x: x[0], dataset.batches([s], config.batch_size, seed))),
+      num_steps=config.num_steps, batch_size=config.batch_size, folder=workdir, config=config, name=name,
+      metric="loss")
+  record = {**result.last_record, "latent_scale": scale}
+  if result.stopped:
+    record["stopped_by"] = result.stopped_by
+  return record
+
+
+def _latent_scale(programs, ae_params, dataset, config, seed, folder) -> float:
+  """1 / std of the first stage's latent means over 10 batches of training images.
+
+  Cached in a file with the first stage's step count, so a first stage trained further gets a new scale.
+  """
+  path = fs.join(folder, SCALE_FILE)
+  if fs.exists(path) and fs.read_json(path).get("first_stage_steps") == config.ae_steps:
+    return float(fs.read_json(path)["latent_scale"])
+  encode = jax.jit(lambda params, x: programs.first_stage.apply({"params": params}, x,
+                                                                method=programs.first_stage.encode)[0])
+  means = [encode(ae_params, dataset.batches([i], config.ae_batch_size, seed)["image"][0]) for i in range(10)]
+  scale = float(steps.latent_scale(jnp.concatenate(means)))
+  if jax.process_index() == 0:
+    fs.write_json(path, {"latent_scale": scale, "first_stage_steps": config.ae_steps})
+  return scale
+
+
+def load_sampler(config: ml_collections.ConfigDict, workdir: str, *, image_shape: Sequence[int],
+                 num_classes: int) -> Callable[..., np.ndarray]:
+  """A finished run as `sample(key, labels, batch_size=500, guidance=config.guidance) -> uint8 images`.
+
+  Samples come from the denoiser's EMA parameters with the config's sampler and steps;
+  the ldm decodes the final latents with its first stage.
+  """
+  programs = build(config, image_shape, num_classes)
+  state = _restore(jax.jit(lambda: _denoiser_init(programs, 0))(), workdir)
+  decode, reconstruct, scale = None, None, 1.0
+  if programs.first_stage is not None:
+    folder = fs.join(workdir, FIRST_STAGE)
+    ae_state = _restore(jax.jit(lambda: _first_stage_init(programs, 0))(), folder)
+    scale = float(fs.read_json(fs.join(folder, SCALE_FILE))["latent_scale"])
+    decode = lambda z: programs.first_stage.apply({"params": ae_state.params}, z / scale,
+                                                   method=programs.first_stage.decode)
+    # The first stage alone: images in [-1, 1] -> decoded latent means.
+    reconstruct = jax.jit(lambda x: programs.first_stage.apply(
+        {"params": ae_state.params}, programs.first_stage.apply({"params": ae_state.params}, x,
+                                                                method=programs.first_stage.encode)[0],
+        method=programs.first_stage.decode))
+  params = state.ema_params
+
+  @functools.partial(jax.jit, static_argnames=("trajectory",))
+  def sample_batch(params, key, labels, guidance, trajectory=False):
+    model_fn = steps.guided_model(programs.denoiser, params, labels, num_classes, guidance)
+    noise_key, sampler_key = jax.random.split(key)
+    x_T = jax.random.normal(noise_key, (labels.shape[0],) + programs.data_shape)
+    out = sampling.sample(model_fn, programs.schedule, x_T, sampler_key, num_steps=config.sample_steps,
+                          sampler=config.sampler, prediction=config.prediction, eta=config.eta,
+                          return_trajectory=trajectory)
+    if trajectory:
+      out, path = out
+      return jnp.clip(decode(out) if decode else out, -1, 1), path
+    return jnp.clip(decode(out) if decode else out, -1, 1)
+
+  def sample(key, labels, batch_size: int = 500, guidance: float | None = None) -> np.ndarray:
+    labels = np.asarray(labels, np.int32)
+    g = float(config.guidance if guidance is None else guidance)
+    if not len(labels):
+      return np.zeros((0,) + tuple(image_shape), np.uint8)
+    images = batching.map_chunks(lambda index, rows: sample_batch(params, jax.random.fold_in(key, index),
+                                                                  labels[rows], g), len(labels), batch_size)
+    return images_lib.to_uint8(images, OUTPUT_RANGE)
+
+  sample.trajectory = lambda key, labels, guidance: sample_batch(params, key, jnp.asarray(labels, jnp.int32),
+                                                                 float(guidance), trajectory=True)
+  sample.decode = decode
+  sample.reconstruct = reconstruct
+  return sample

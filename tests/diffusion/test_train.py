@@ -1,0 +1,78 @@
+"""Latent diffusion end to end on its :smoke config: outputs, sampling, exact resume of both stages, bad input."""
+import json
+import os
+
+import chex
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments.configs import ldm_mnist
+from gan_jax.diffusion import driver
+from gan_jax.diffusion import train
+
+
+@pytest.fixture(scope="module")
+def smoke(idx_dir, tmp_path_factory):
+  config = ldm_mnist.get_config("smoke")
+  workdir = str(tmp_path_factory.mktemp("ldm"))
+  return config, workdir, driver.train_diffusion(config, workdir, idx_dir=str(idx_dir))
+
+
+def test_outputs_of_both_stages_and_the_figures(smoke):
+  config, workdir, results = smoke
+  assert json.load(open(os.path.join(workdir, "results.json"))) == json.loads(json.dumps(results))
+  assert results["final"]["step"] == config.num_steps and np.isfinite(results["final"]["loss"])
+  assert results["final"]["latent_scale"] > 0
+  for name in ("reconstructions.png", "trajectory.png", "loss_curves.png", "samples_guidance_0.png",
+               "samples_guidance_1.png", "samples_guidance_3.png"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  # A grid per guidance scale: one row per class, 8 columns of 28 px with 2 px padding.
+  assert Image.open(os.path.join(workdir, "samples_guidance_3.png")).size == (8 * 30 + 2, 10 * 30 + 2)
+  lines = open(os.path.join(workdir, "first_stage", "metrics.jsonl")).read().splitlines()
+  assert [json.loads(l)["step"] for l in lines] == [3, 6]
+
+
+def test_sampler_gives_uint8_images_and_guidance_changes_them(smoke):
+  config, workdir, _ = smoke
+  sample = train.load_sampler(config, workdir, image_shape=(28, 28, 1), num_classes=10)
+  key, labels = jax.random.PRNGKey(0), np.array([0, 9, 9])
+  a, again = sample(key, labels, guidance=3.0), sample(key, labels, guidance=3.0)
+  chex.assert_shape(a, (3, 28, 28, 1))
+  assert a.dtype == np.uint8
+  np.testing.assert_array_equal(a, again)  # DDIM with eta 0 and a fixed key: deterministic
+  assert not np.array_equal(a, sample(key, labels, guidance=0.0))
+
+
+def test_a_run_stopped_halfway_resumes_to_the_same_model(smoke, idx_dir, tmp_path):
+  # Stopped in the denoiser stage (at step 3 of 6): the rerun reuses the first stage and its latent
+  # scale and continues the denoiser from its checkpoint, to the samples of the uninterrupted run.
+  config, workdir, _ = smoke
+  half = config.copy_and_resolve_references()
+  half.num_steps = 3
+  resumed = str(tmp_path / "resumed")
+  images, labels = driver.gan_loop.load_train_arrays(config, str(idx_dir))
+  assert train.fit_diffusion(half, images, labels, resumed, num_classes=10, seed=config.seed)["step"] == 3
+  assert train.fit_diffusion(config, images, labels, resumed, num_classes=10, seed=config.seed)["step"] == 6
+  whole = train.load_sampler(config, workdir, image_shape=(28, 28, 1), num_classes=10)
+  again = train.load_sampler(config, resumed, image_shape=(28, 28, 1), num_classes=10)
+  key, labels = jax.random.PRNGKey(1), np.arange(10)
+  np.testing.assert_array_equal(whole(key, labels), again(key, labels))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model", "vqgan", "Unknown model 'vqgan'; choose one of: ldm, ddpm"),
+    ("schedule", "sigmoid", "Unknown schedule 'sigmoid'; choose one of: linear, cosine"),
+    ("prediction", "x0", "Unknown prediction 'x0'; choose one of: epsilon, v"),
+    ("sampler", "euler", "Unknown sampler 'euler'"),
+    ("sample_steps", 101, r"sampling steps must lie in \[1, 100\], got 101"),
+    ("label_dropout", 1.0, r"label_dropout must lie in \[0, 1\), got 1.0"),
+    ("heads", 3, r"config.widths \(16, 32\) must be multiples of config.heads=3"),
+    ("batch_size", 12, "batch_size=12 is not divisible by the number of devices"),
+])
+def test_bad_fields_are_refused_before_training(field, value, message):
+  config = ldm_mnist.get_config("smoke")
+  config[field] = value
+  with pytest.raises(ValueError, match=message):
+    driver.validate_config(config)
