@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Iterable, Mapping
+from typing import Callable, Any, Iterable, Mapping
 
 import ml_collections
 
@@ -59,9 +59,16 @@ def upgrade(old: Any, new: Any, migrations: Migrations) -> Any:
 
 
 def config_differences(old: dict, new: dict, ignore: Iterable[str] = RESUMABLE_FIELDS,
-                       migrations: Migrations = Migrations()) -> list[str]:
-  """'field: old -> new' for every differing top-level field not in `ignore` (old upgraded first)."""
+                       migrations: Migrations = Migrations(),
+                       project: Callable[[dict, dict], tuple[dict, dict]] | None = None) -> list[str]:
+  """'field: old -> new' for every differing top-level field not in `ignore` (old upgraded first).
+
+  `project(old, new)` may then drop what cannot have changed a result (a protocol's sections
+  of models one of the two runs does not use).
+  """
   old = upgrade(old, new, migrations)
+  if project is not None:
+    old, new = project(old, new)
   ignore = set(ignore)
   keys = sorted((set(old) | set(new)) - ignore)
   return [f"{k}: {old.get(k, _MISSING)!r} -> {new.get(k, _MISSING)!r}" for k in keys
@@ -70,7 +77,8 @@ def config_differences(old: dict, new: dict, ignore: Iterable[str] = RESUMABLE_F
 
 def prepare(workdir: str, config: ml_collections.ConfigDict | Mapping, overwrite: bool = False,
             outputs: Iterable[str] = ("checkpoints", "metrics.jsonl", "tensorboard", "samples"),
-            resumable_fields: Iterable[str] = RESUMABLE_FIELDS, migrations: Migrations = Migrations()) -> None:
+            resumable_fields: Iterable[str] = RESUMABLE_FIELDS, migrations: Migrations = Migrations(),
+            project: Callable[[dict, dict], tuple[dict, dict]] | None = None) -> None:
   """Creates `workdir` and writes config.json, checking it against an earlier run's.
 
   Args:
@@ -80,6 +88,7 @@ def prepare(workdir: str, config: ml_collections.ConfigDict | Mapping, overwrite
     outputs: what an earlier run left in the folder, removed on overwrite.
     resumable_fields: fields allowed to differ from the earlier run.
     migrations: how configs of earlier versions map onto this one.
+    project: see `config_differences`.
 
   Raises:
     WorkdirConflictError: the folder holds outputs of a run with a different config and overwrite is False.
@@ -88,7 +97,7 @@ def prepare(workdir: str, config: ml_collections.ConfigDict | Mapping, overwrite
   path = fs.join(workdir, CONFIG_FILE)
   new = config_to_dict(config) if isinstance(config, ml_collections.ConfigDict) else dict(config)
   if fs.exists(path):
-    diffs = config_differences(fs.read_json(path), new, resumable_fields, migrations)
+    diffs = config_differences(fs.read_json(path), new, resumable_fields, migrations, project)
     # A run that failed before producing anything (say, a bad imbalance count)
     # must not block its corrected rerun.
     produced = [name for name in outputs if fs.nonempty(fs.join(workdir, name))]

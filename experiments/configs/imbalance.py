@@ -14,6 +14,7 @@ Variants (the text after ':' in --config=path.py:variant):
 """
 import ml_collections
 
+from experiments.configs import diffusion_common
 from experiments.configs import gan_common
 from experiments.configs import vae_common
 from experiments.configs import variants
@@ -104,6 +105,9 @@ def get_config(variant=None):
   cvae = vae_common.training_config()
   cvae.num_steps = 10_000
   config.generators.cvae = cvae
+  # Class-conditioned diffusion: latent (the Stable Diffusion recipe at this scale) and on pixels.
+  for name in ("ldm", "ddpm"):
+    config.generators[name] = diffusion_common.training_config(name)
   for gan in (config.generators.dcgan, config.generators.cgan, config.generators.acgan):
     gan.log_every = 500
     gan.checkpoint_every = 1_000
@@ -152,7 +156,7 @@ SMOKE_COMBINATIONS = ("cgan+logit_adjustment,cvae+balanced_softmax,cgan+ldam_drw
 def apply_smoke(config):
   # The ACGAN is left out: in the benchmark it runs the cGAN's code path (one conditional model)
   # and its training has its own smoke test (experiments/configs/acgan_mnist.py:smoke).
-  config.methods = config.methods.replace("acgan,", "") + "," + SMOKE_COMBINATIONS
+  config.methods = config.methods.replace("acgan,", "") + ",ldm," + SMOKE_COMBINATIONS
   # The 30-step filter CNN is near chance (probabilities about 0.1): 0.1 keeps part of each draw, so
   # the smoke run exercises acceptance and redrawing instead of 8 rounds that accept nothing.
   config.filter_confidence = 0.1
@@ -178,6 +182,9 @@ def apply_smoke(config):
     gan.num_steps = 10
   vae_common.apply_variant(config.generators.cvae, "smoke")
   config.generators.cvae.batch_size = 8
+  for name in ("ldm", "ddpm"):
+    diffusion_common.apply_variant(config.generators[name], "smoke")
+    config.generators[name].batch_size = config.generators[name].ae_batch_size = 8
 
 
 # The :cpu runs: the classic remedies, the two conditional generators (one model each; the
@@ -202,6 +209,8 @@ def apply_cpu(config):
   config.evaluator_steps = 1_000
   config.cas_steps = 1_000
   config.cas_per_class = 500
+  for name in ("ldm", "ddpm"):  # not among CPU_METHODS; sized for the 2 cores when a user adds them
+    diffusion_common.apply_variant(config.generators[name], "cpu")
   for name in ("dcgan", "cgan", "acgan"):
     config.generators[name].width = 32
   config.generators.dcgan.num_steps = 500  # per class

@@ -4,7 +4,7 @@ A generator is trained on the arrays the benchmark hands it (the imbalanced
 training set, or one class of it) with its own config section
 (`config.generators.<name>`: model and training fields only; the data set,
 profile and seed belong to the benchmark). `ConditionalGAN` and
-`ConditionalVAE` are one model on the whole set; `PerClassGAN` trains one
+`ConditionalVAE` and `ConditionalDiffusion` are one model on the whole set; `PerClassGAN` trains one
 unconditional model per class that needs images, on that class alone.
 Training runs are cached stages with a `done.json` marker; a stopped one
 resumes from its checkpoints.
@@ -25,6 +25,7 @@ from gan_jax import images as images_lib
 from gan_jax import parallel
 from gan_jax import stages
 from gan_jax.data import batch_order
+from gan_jax.diffusion import train as diffusion_train
 from gan_jax.protocols.imbalance import layout as layout_lib
 from gan_jax.train import gan_loop
 from gan_jax.train import vae_loop
@@ -201,8 +202,48 @@ class ConditionalVAE:
     return ClassGenerator(sample, tuple(range(data.num_classes)))
 
 
+class ConditionalDiffusion:
+  """One class-conditioned diffusion model (ldm: latent diffusion; ddpm: on pixels) on the whole imbalanced set.
+
+  Images are drawn with the section's sampler, steps and guidance scale.
+  """
+  per_class = False
+
+  def __init__(self, name: str):
+    self.name = name
+
+  def validate(self, section: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int,
+               num_devices: int, prefix: str) -> None:
+    if section.model != self.name:
+      raise ValueError(f"config.{prefix}model must be '{self.name}' (the method decides it), got {section.model!r}")
+    diffusion_train.validate_training(section, image_shape, num_classes, num_devices, prefix)
+
+  def work(self, section: ml_collections.ConfigDict) -> float:
+    return float(section.num_steps + (section.ae_steps if self.name == "ldm" else 0))
+
+  def stages(self, section: ml_collections.ConfigDict, layout: layout_lib.Layout, data: Data,
+             classes: Sequence[int]) -> list[stages.Stage]:
+    del classes
+    folder = layout.generator(self.name)
+
+    def fit():
+      record = diffusion_train.fit_diffusion(section, data.images, data.labels, folder, num_classes=data.num_classes,
+                                             seed=data.seed, name=self.name)
+      _stopped(record, folder)
+      return record
+
+    return [stages.Stage(f"generator {self.name}", layout.generator_done(self.name), fit, self.work(section))]
+
+  def load(self, section: ml_collections.ConfigDict, layout: layout_lib.Layout, data: Data,
+           classes: Sequence[int]) -> ClassGenerator:
+    del classes
+    sample = diffusion_train.load_sampler(section, layout.generator(self.name), image_shape=data.image_shape,
+                                          num_classes=data.num_classes)
+    return ClassGenerator(lambda c, n, key: sample(key, np.full(n, c, np.int32)), tuple(range(data.num_classes)))
+
+
 GENERATORS = {g.name: g for g in (PerClassGAN("dcgan"), ConditionalGAN("cgan"), ConditionalGAN("acgan"),
-                                  ConditionalVAE())}
+                                  ConditionalVAE(), ConditionalDiffusion("ldm"), ConditionalDiffusion("ddpm"))}
 
 
 def get(name: str):

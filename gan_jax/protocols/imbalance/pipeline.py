@@ -262,7 +262,8 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
   stacked = stack_seeds(classifier_seeds, mesh.devices.flat[0].platform)
   plan = validation.validate(config, mesh.size)
   workdir_lib.prepare(workdir, config, overwrite=overwrite, outputs=layout_lib.OUTPUTS,
-                      resumable_fields=validation.RESUMABLE_FIELDS, migrations=validation.MIGRATIONS)
+                      resumable_fields=validation.RESUMABLE_FIELDS, migrations=validation.MIGRATIONS,
+                      project=validation.shared_generator_sections)
   data = splits.load_splits(sources.DataSource.from_config(config), imbalance_spec=plan.imbalance, seed=config.seed,
                             idx_dir=idx_dir, test_examples=config.test_examples,
                             test_profile="" if config.profile == imbalance.AS_IS else config.test_profile,

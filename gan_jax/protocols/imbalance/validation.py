@@ -38,6 +38,24 @@ MIGRATIONS = workdir.Migrations(added={
     "model": "cnn", "resnet_blocks": 5,
     # Inception metrics came later; 'auto' computes none for grayscale data or without weights.
     "inception_metrics": "auto", "fid_weights": ""}) | gan_loop.MIGRATIONS | vae_loop.MIGRATIONS
+
+
+def _generators_used(config: dict) -> set[str]:
+  try:
+    names = methods_lib.parse_methods(config.get("methods", ""))
+  except ValueError:  # a method this version no longer has: keep every section in the comparison
+    return set(config.get("generators", {}))
+  return {methods_lib.get_method(n).generator for n in names} - {None}
+
+
+def shared_generator_sections(old: dict, new: dict) -> tuple[dict, dict]:
+  """Both configs with only the generator sections both runs use: a section only one of them uses
+  (say one added to the config since) cannot have changed a result they share."""
+  keep = _generators_used(old) & _generators_used(new)
+  strip = lambda c: {**c, "generators": {k: v for k, v in c.get("generators", {}).items() if k in keep}}
+  return strip(old), strip(new)
+
+
 POSITIVE_FIELDS = ("num_seeds", "cas_per_class", "smote_k", "evaluator_steps", "cas_steps")
 CLASSIFIER_POSITIVE = ("num_steps", "batch_size", "hidden", "crt_steps", "resnet_blocks")
 # Stands in for the class counts of a split not yet loaded: profile names and lengths are checked

@@ -1,4 +1,5 @@
 """Rebalancing methods: method parsing, synthetic counts, imbalanced-learn sets and the confidence filter."""
+import json
 import numpy as np
 import pytest
 
@@ -141,3 +142,23 @@ def test_a_combination_takes_the_first_images_of_each_class_and_leaves_the_gap_t
                                                      num_classes=3, fill_remainder="random_oversample", seed=0)
   # The fill is for cross-entropy methods only: the combination's loss closes the remaining gap.
   assert np.bincount(combined_labels).tolist() == [4, 3, 4] and weights is None
+
+
+def test_generator_sections_only_one_run_uses_do_not_block_a_resume():
+  from experiments.configs import imbalance as imbalance_config  # pylint: disable=g-import-not-at-top
+  from gan_jax import workdir  # pylint: disable=g-import-not-at-top
+  from gan_jax.protocols.imbalance import validation  # pylint: disable=g-import-not-at-top
+  new = workdir.config_to_dict(imbalance_config.get_config("cpu"))
+  old = json.loads(json.dumps(new))
+  del old["generators"]["ldm"], old["generators"]["ddpm"]  # a run made before the diffusion generators
+  old["generators"]["cvae"]["num_steps"] += 1
+  diff = lambda o, n: workdir.config_differences(o, n, validation.RESUMABLE_FIELDS, validation.MIGRATIONS,
+                                                 validation.shared_generator_sections)
+  # Both runs use the cVAE: its changed section is a conflict; the new sections are not.
+  assert [d.split(":")[0] for d in diff(old, new)] == ["generators"]
+  old["generators"]["cvae"]["num_steps"] -= 1
+  assert diff(old, new) == []
+  # A run that adds the ldm method may set its section freely: the old run never trained it.
+  new["methods"] += ",ldm"
+  new["generators"]["ldm"]["num_steps"] = 7
+  assert diff(old, new) == []
