@@ -149,3 +149,22 @@ def diff_augment(images: Array, key: Array, policy: str) -> Array:
   for index, name in enumerate(parse_policy(policy)):
     images = AUGMENTATIONS[name](images, jax.random.fold_in(key, index))
   return images
+
+
+def ada_update(p: Array, real_sign_mean: Array, *, target: float = 0.6, images_seen: int,
+               adjust_images: int = 500_000) -> Array:
+  """Adaptive discriminator augmentation's probability update (Karras et al., NeurIPS 2020).
+
+  r_t = E[sign(D(real))] measures over-fitting: above `target` the discriminator is too sure of
+  the reals, so p rises; below it p falls. p moves by `images_seen / adjust_images` per update
+  (from 0 to 1 in `adjust_images` images at the most), and stays in [0, 1].
+
+  Args:
+    p: the current augmentation probability.
+    real_sign_mean: r_t over the images since the last update.
+    target: the r_t to hold (0.6 in the paper).
+    images_seen: real images shown to D since the last update.
+    adjust_images: images over which p may sweep the whole [0, 1] (the paper's 500k).
+  """
+  step = jnp.sign(real_sign_mean - target) * (images_seen / adjust_images)
+  return jnp.clip(p + step, 0.0, 1.0)

@@ -128,6 +128,23 @@ def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Arr
   return jnp.mean(jnp.square(norms - 1.0))
 
 
+def r1_penalty(critic_fn: Callable[[Array], Array], real: Array, gamma: float = 10.0, interval: int = 1) -> Array:
+  """R1 regularisation (Mescheder et al., ICML 2018) as StyleGAN2 applies it, lazily.
+
+  gamma / 2 * E[||grad_x D(x)||^2] on real images; computed every `interval` D steps and
+  multiplied by `interval` there, so its average strength equals the every-step penalty
+  (Karras et al., CVPR 2020, sec. 3.1).
+
+  Args:
+    critic_fn: maps a batch [N, ...] to scores [N] or [N, 1] (no batch statistics).
+    real: real batch.
+    gamma: the penalty weight.
+    interval: how often the caller applies it (1: every step).
+  """
+  grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(real)
+  return 0.5 * gamma * interval * jnp.mean(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=-1))
+
+
 def auxiliary_classifier_loss(class_logits: Array, labels: Array) -> Array:
   """Mean softmax cross-entropy of the ACGAN auxiliary classifier (Odena et al., 2017).
 
