@@ -128,3 +128,106 @@ def resolutions(size: int, start: int = 4) -> Sequence[int]:
   if out[-1] != size:
     raise ValueError(f"image size {size} is not {start} times a power of two")
   return out
+
+
+class ModulatedConv(nn.Module):
+  """A 3x3 (or 1x1) modulated convolution: the style comes from w through an affine layer (bias 1)."""
+  features: int
+  kernel_size: int = 3
+  demodulate: bool = True
+
+  @nn.compact
+  def __call__(self, x, w):
+    c = x.shape[-1]
+    styles = EqualizedDense(c, bias_init=1.0, name="affine")(w)
+    weight = self.param("kernel", nn.initializers.normal(1.0), (self.kernel_size, self.kernel_size, c, self.features))
+    y = modulated_conv2d(x, weight / math.sqrt(self.kernel_size**2 * c), styles, self.demodulate)
+    return y + self.param("bias", nn.initializers.zeros, (self.features,))
+
+
+class StyleLayer(nn.Module):
+  """Modulated 3x3 convolution, per-pixel noise with a learned strength, bias, leaky ReLU (gain sqrt 2)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x, w, noise):
+    y = ModulatedConv(self.features)(x, w)
+    y = y + self.param("noise_strength", nn.initializers.zeros, ()) * noise
+    return nn.leaky_relu(y, LEAKY_SLOPE) * math.sqrt(2.0)
+
+
+class SynthesisNetwork(nn.Module):
+  """The skip-connection generator: a learned 4x4 constant, two style layers per resolution, a toRGB per resolution
+  whose outputs are up-sampled and summed.
+
+  Call with per-layer styles ws [B, num_ws, w_dim] (`num_ws`) and a key for the noise inputs.
+  """
+  image_size: int = 32
+  channels: int = 3
+  widths: Sequence[int] = (256, 256, 256, 256)  # one per resolution 4, 8, ..., image_size
+
+  @property
+  def num_ws(self) -> int:
+    return 2 * len(self.widths)
+
+  @nn.compact
+  def __call__(self, ws, key):
+    sizes = resolutions(self.image_size)
+    if len(sizes) != len(self.widths):
+      raise ValueError(f"{len(sizes)} resolutions {tuple(sizes)} need as many widths, got {tuple(self.widths)}")
+    b = ws.shape[0]
+    x = jnp.broadcast_to(self.param("const", nn.initializers.normal(1.0), (4, 4, self.widths[0]))[None],
+                         (b, 4, 4, self.widths[0]))
+    keys = jax.random.split(key, 2 * len(sizes))
+    image, layer = None, 0
+    for i, (size, width) in enumerate(zip(sizes, self.widths)):
+      if i:
+        x = jax.image.resize(x, (b, size, size, x.shape[-1]), "bilinear")
+      for j in range(2):
+        x = StyleLayer(width, name=f"b{size}_conv{j}")(x, ws[:, layer], jax.random.normal(keys[2 * i + j], (b, size, size, 1)))
+        layer += 1
+      rgb = ModulatedConv(self.channels, kernel_size=1, demodulate=False, name=f"b{size}_torgb")(x, ws[:, layer - 1])
+      image = rgb if image is None else jax.image.resize(image, (b, size, size, self.channels), "bilinear") + rgb
+    return image
+
+
+def minibatch_stddev(x: jax.Array, group_size: int = 4) -> jax.Array:
+  """Appends one feature map: the standard deviation over groups of samples, averaged over features and pixels."""
+  b, h, w, c = x.shape
+  g = min(group_size, b)
+  if b % g:
+    raise ValueError(f"batch {b} is not divisible by the minibatch-stddev group size {g}")
+  y = x.reshape(g, b // g, h, w, c)
+  std = jnp.sqrt(jnp.var(y, axis=0) + 1e-8).mean(axis=(1, 2, 3))  # [b // g]
+  feature = jnp.tile(std[None, :, None, None, None], (g, 1, h, w, 1)).reshape(b, h, w, 1)
+  return jnp.concatenate([x, feature], axis=-1)
+
+
+class ResidualDiscriminator(nn.Module):
+  """StyleGAN2's residual discriminator with a minibatch-stddev layer; conditional by projection.
+
+  Returns logits [B] (projection: + <embed(label), features> when `num_classes` > 0).
+  """
+  image_size: int = 32
+  widths: Sequence[int] = (256, 256, 256, 256)  # one per resolution image_size, ..., 8, then 4x4
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, images, labels=None):
+    sizes = list(reversed(resolutions(self.image_size)))
+    x = nn.leaky_relu(EqualizedConv(self.widths[0], 1)(images), LEAKY_SLOPE)
+    for size, width, next_width in zip(sizes[:-1], self.widths, list(self.widths[1:]) + [self.widths[-1]]):
+      skip = EqualizedConv(next_width, 1, use_bias=False)(jax.image.resize(
+          x, (x.shape[0], size // 2, size // 2, x.shape[-1]), "bilinear"))
+      h = nn.leaky_relu(EqualizedConv(width, 3)(x), LEAKY_SLOPE)
+      h = nn.leaky_relu(EqualizedConv(next_width, 3)(h), LEAKY_SLOPE)
+      h = jax.image.resize(h, (h.shape[0], size // 2, size // 2, h.shape[-1]), "bilinear")
+      x = (skip + h) / math.sqrt(2.0)
+    x = minibatch_stddev(x)
+    x = nn.leaky_relu(EqualizedConv(self.widths[-1], 3)(x), LEAKY_SLOPE)
+    features = nn.leaky_relu(EqualizedDense(self.widths[-1])(x.reshape(x.shape[0], -1)), LEAKY_SLOPE)
+    logits = EqualizedDense(1)(features)[:, 0]
+    if self.num_classes:
+      embedding = EqualizedDense(self.widths[-1], name="class_embed")(jax.nn.one_hot(labels, self.num_classes))
+      logits = logits + jnp.sum(embedding * features, axis=-1) / math.sqrt(self.widths[-1])
+    return logits

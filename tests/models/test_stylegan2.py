@@ -108,3 +108,30 @@ def test_resolutions_of_a_32px_generator():
   assert list(stylegan2.resolutions(32)) == [4, 8, 16, 32]
   with pytest.raises(ValueError, match="image size 28 is not 4 times a power of two"):
     stylegan2.resolutions(28)
+
+
+def test_generator_and_discriminator_shapes_and_conditioning():
+  synthesis = stylegan2.SynthesisNetwork(image_size=16, channels=1, widths=(16, 16, 8))
+  mapping = stylegan2.MappingNetwork(w_dim=16, num_layers=2, num_classes=10)
+  z, labels = jax.random.normal(jax.random.PRNGKey(0), (4, 16)), jnp.array([0, 1, 2, 3])
+  w = mapping.apply(mapping.init(jax.random.PRNGKey(1), z, labels), z, labels)
+  ws = stylegan2.broadcast_styles(w, synthesis.num_ws)
+  g_vars = synthesis.init(jax.random.PRNGKey(2), ws, jax.random.PRNGKey(3))
+  images = synthesis.apply(g_vars, ws, jax.random.PRNGKey(3))
+  chex.assert_shape(images, (4, 16, 16, 1))
+  # Noise strengths start at zero: the noise key does not matter until they are learned.
+  chex.assert_trees_all_close(synthesis.apply(g_vars, ws, jax.random.PRNGKey(9)), images)
+  critic = stylegan2.ResidualDiscriminator(image_size=16, widths=(8, 16, 16), num_classes=10)
+  d_vars = critic.init(jax.random.PRNGKey(4), images, labels)
+  logits = critic.apply(d_vars, images, labels)
+  chex.assert_shape(logits, (4,))
+  assert not np.allclose(logits, critic.apply(d_vars, images, (labels + 1) % 10))
+
+
+def test_minibatch_stddev_appends_the_group_spread():
+  x = jnp.stack([jnp.zeros((2, 2, 3)), jnp.full((2, 2, 3), 2.0)])  # a group of 2: std 1 everywhere
+  out = stylegan2.minibatch_stddev(x, group_size=2)
+  chex.assert_shape(out, (2, 2, 2, 4))
+  chex.assert_trees_all_close(out[..., 3], jnp.ones((2, 2, 2)), atol=1e-4)
+  with pytest.raises(ValueError, match="batch 3 is not divisible"):
+    stylegan2.minibatch_stddev(jnp.zeros((3, 2, 2, 1)), group_size=2)
