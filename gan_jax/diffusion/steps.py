@@ -36,8 +36,9 @@ class TrainState:
 
 
 def init_state(params: PyTree, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), ema_params=params,
-                    rng=key)
+  # The EMA starts as a copy, not the same buffers: a donating step must not receive one buffer twice.
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    ema_params=jax.tree.map(jnp.array, params), rng=key)
 
 
 def _apply(state: TrainState, grads, loss, tx, ema_decay: float) -> TrainState:

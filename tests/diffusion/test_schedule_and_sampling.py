@@ -129,3 +129,27 @@ def test_epsilon_and_x0_are_recovered_from_the_model_output(prediction):
 def test_bad_names_raise_one_line_errors(call, message):
   with pytest.raises(ValueError, match=message):
     call()
+
+
+def test_denoiser_step_sharded_over_8_devices_equals_one_device():
+  import optax  # pylint: disable=g-import-not-at-top
+  from gan_jax import parallel  # pylint: disable=g-import-not-at-top
+  from gan_jax.diffusion import steps  # pylint: disable=g-import-not-at-top
+  from gan_jax.models import unet  # pylint: disable=g-import-not-at-top
+  denoiser = unet.ConditionalDenoiser(num_classes=3, out_channels=1, widths=(8, 16), heads=2, context_dim=8)
+  schedule, tx = schedule_lib.cosine(50), optax.adam(1e-3)
+  step = steps.make_denoiser_step(denoiser, tx, schedule, steps.DenoiserConfig(), num_classes=3)
+  params = jax.device_get(denoiser.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32),
+                                        jnp.zeros((1,), jnp.int32))["params"])  # host copy: each mesh gets its own
+  batch = {"image": jax.random.uniform(jax.random.PRNGKey(1), (16, 8, 8, 1), minval=-1, maxval=1),
+           "label": jnp.arange(16) % 3}
+  results = []
+  for devices in (jax.devices(), jax.devices()[:1]):
+    mesh = parallel.make_mesh(devices)
+    state = parallel.replicate(steps.init_state(params, tx, jax.random.PRNGKey(2)), mesh)
+    train = parallel.data_parallel_jit(step, mesh)
+    for _ in range(2):
+      state, metrics = train(state, parallel.shard_batch(jax.device_get(batch), mesh))
+    results.append(jax.device_get((state.params, metrics["loss"])))
+  assert jax.device_count() == 8
+  chex.assert_trees_all_close(results[0], results[1], atol=2e-5, rtol=2e-5)
