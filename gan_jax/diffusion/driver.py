@@ -69,13 +69,12 @@ def train_diffusion(config: ml_collections.ConfigDict, workdir: str, idx_dir: st
 
 def _trajectory(sample, workdir, num_classes, key, guidance) -> None:
   """One row per class: the predicted sample after evenly spaced sampler steps (decoded for the ldm)."""
-  final, path = sample.trajectory(key, np.arange(num_classes), guidance)
+  _, path = sample.trajectory(key, np.arange(num_classes), guidance)
   frames = np.linspace(0, path.shape[0] - 1, TRAJECTORY_FRAMES).round().astype(int)
   chosen = path[frames]  # [frames, classes, ...]
   if sample.decode is not None:
     chosen = jax.vmap(sample.decode)(chosen)
   chosen = np.clip(np.asarray(chosen), -1, 1).transpose(1, 0, 2, 3, 4).reshape((-1,) + chosen.shape[2:])
-  del final
   images_lib.save_grid(fs.join(workdir, "trajectory.png"), chosen, num_classes, TRAJECTORY_FRAMES, (-1.0, 1.0))
 
 

@@ -187,8 +187,9 @@ def _latent_scale(programs, ae_params, dataset, config, seed, folder) -> float:
   Cached in a file with the first stage's step count, so a first stage trained further gets a new scale.
   """
   path = fs.join(folder, SCALE_FILE)
-  if fs.exists(path) and fs.read_json(path).get("first_stage_steps") == config.ae_steps:
-    return float(fs.read_json(path)["latent_scale"])
+  cached = fs.read_json(path) if fs.exists(path) else {}
+  if cached.get("first_stage_steps") == config.ae_steps:
+    return float(cached["latent_scale"])
   encode = jax.jit(lambda params, x: programs.first_stage.apply({"params": params}, x,
                                                                 method=programs.first_stage.encode)[0])
   means = [encode(ae_params, dataset.batches([i], config.ae_batch_size, seed)["image"][0]) for i in range(10)]
