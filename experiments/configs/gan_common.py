@@ -53,6 +53,21 @@ def training_config(model: str, loss: str | None = None) -> ml_collections.Confi
   # True: repeat the rarer classes' images until every class has as many as the largest, so
   # batches are class-balanced in expectation (rare classes get as many G and D updates).
   config.class_balanced = False
+  # StyleGAN2 (model 'stylegan2'): mapping depth (2 for 32x32 in StyleGAN2-ADA, 8 at full size),
+  # share of samples with mixed styles, sampling-time truncation towards the average w (1: none).
+  config.mapping_layers = 2
+  config.style_mixing_prob = 0.9
+  config.truncation_psi = 1.0
+  # Lazy R1 penalty gamma / 2 E||grad D(real)||^2 every r1_interval D updates (0: off; StyleGAN2 uses it).
+  config.r1_gamma = 0.0
+  config.r1_interval = 16
+  # Adaptive discriminator augmentation (Karras et al., 2020): the target r_t = E[sign D(real)]
+  # (0.6; 0 turns ADA off), steps between updates of p, thousands of images for p to sweep [0, 1],
+  # and the transformations (gan_jax.ada.TRANSFORMS; no flips, which would break digits).
+  config.ada_target = 0.0
+  config.ada_interval = 4
+  config.ada_kimg = 500
+  config.ada_policy = "translation,geometric,color"
   config.keep_checkpoints = 3
   # NaN/Inf in a loss or gradient: 'error' stops the run naming the step; 'skip' drops the update.
   config.on_nonfinite = "error"

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from gan_jax.models import dcgan
 from gan_jax.models import layers
 from gan_jax.models import mlp
+from gan_jax.models import stylegan2_gan
 from gan_jax.models.classifier import CNNClassifier
 
 
@@ -43,6 +44,8 @@ class GANFamily:
     aux_classifier: D predicts the class (ACGAN).
     dropout_rate: D's default dropout.
     recipe: the published training settings.
+    backbone: the networks: 'mlp', 'dcgan' (the DCGAN-style convolutional pair of CONV_SIZES) or
+      'stylegan2' (mapping + synthesis network, residual discriminator).
   """
   name: str
   convolutional: bool
@@ -51,11 +54,12 @@ class GANFamily:
   aux_classifier: bool = False
   dropout_rate: float = 0.4
   recipe: Recipe = Recipe()
+  backbone: str = "dcgan"
 
 
 FAMILIES: dict[str, GANFamily] = {f.name: f for f in (
     # Goodfellow et al. (2014).
-    GANFamily("mlp_gan", convolutional=False, dropout_rate=0.3),
+    GANFamily("mlp_gan", convolutional=False, dropout_rate=0.3, backbone="mlp"),
     # Radford et al. (2016): Adam 2e-4, beta1 0.5.
     GANFamily("dcgan", convolutional=True),
     # Mirza & Osindero (2014), projection D of Miyato & Koyama (2018).
@@ -65,6 +69,10 @@ FAMILIES: dict[str, GANFamily] = {f.name: f for f in (
     # Gulrajani et al. (2017): n_critic 5, lambda 10, Adam 1e-4, betas (0, 0.9), no dropout.
     GANFamily("wgan_gp", convolutional=True, dropout_rate=0.0,
               recipe=Recipe(loss="wasserstein", d_steps=5, gp_weight=10.0, lr_g=1e-4, lr_d=1e-4, b1=0.0, b2=0.9)),
+    # Karras et al. (CVPR 2020), conditional as in StyleGAN2-ADA (NeurIPS 2020): non-saturating loss with
+    # lazy R1 (config.r1_gamma), Adam 2.5e-3 with betas (0, 0.99) (their CIFAR-10 setting), projection D.
+    GANFamily("stylegan2", convolutional=True, conditional=True, label_conditioned_d=True, dropout_rate=0.0,
+              recipe=Recipe(lr_g=2.5e-3, lr_d=2.5e-3, b1=0.0, b2=0.99), backbone="stylegan2"),
 )}
 GAN_MODELS = tuple(FAMILIES)
 # Image sides the convolutional families are built for (28x28 MNIST-like, 32x32 CIFAR-like, and
@@ -109,7 +117,8 @@ def get_family(name: str) -> GANFamily:
 
 def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim: int | None = None,
               width: int = 64, conditioning: str = "concat", dropout_rate: float | None = None,
-              upsample_impl: str = "auto", spectral_norm: bool = False, dtype: Any = jnp.float32) -> GAN:
+              upsample_impl: str = "auto", spectral_norm: bool = False, dtype: Any = jnp.float32,
+              mapping_layers: int = 2, style_mixing_prob: float = 0.9, truncation_psi: float = 1.0) -> GAN:
   """Builds the named GAN for images of `image_shape` (H, W, C).
 
   Args:
@@ -123,6 +132,9 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
     upsample_impl: generator up-sampling implementation (see gan_jax.kernels.upsample).
     spectral_norm: spectrally normalised discriminator (convolutional families only).
     dtype: computation dtype of the convolutional models.
+    mapping_layers: depth of StyleGAN2's mapping network.
+    style_mixing_prob: share of StyleGAN2's training samples whose styles mix two latents.
+    truncation_psi: StyleGAN2's sampling-time truncation towards the average w (1: none).
 
   Raises:
     ValueError: unknown name, conditioning, or unsupported image size.
@@ -132,6 +144,11 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
   height, _, channels = image_shape
   dropout_rate = family.dropout_rate if dropout_rate is None else dropout_rate
   d_conditioning = conditioning if family.label_conditioned_d else "none"
+  if family.backbone == "stylegan2":
+    if spectral_norm:
+      raise ValueError("spectral_norm is implemented for the DCGAN discriminators; stylegan2 uses R1 instead")
+    return _build_stylegan2(image_shape, num_classes, z_dim, width, mapping_layers, style_mixing_prob,
+                            truncation_psi)
   if not family.convolutional:
     if spectral_norm:
       raise ValueError(f"spectral_norm is implemented for the convolutional discriminators; {name} has none")
@@ -151,6 +168,20 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
                          aux_classifier=family.aux_classifier, spectral_norm=spectral_norm, dtype=dtype)
   return GAN(name, generator, discriminator, z_dim or default_z, num_classes, family.conditional,
              d_conditioning != "none", family.aux_classifier, (-1.0, 1.0))
+
+
+def _build_stylegan2(image_shape, num_classes, z_dim, width, mapping_layers, style_mixing_prob,
+                     truncation_psi) -> GAN:
+  """Conditional StyleGAN2 for square images of any side up to a power of two times 4; z and w of 4 x width."""
+  height, image_width, channels = image_shape
+  if height != image_width:
+    raise ValueError(f"stylegan2 needs square images, got {height}x{image_width}")
+  widths = stylegan2_gan.channel_plan(height, width)
+  w_dim = 4 * width
+  generator = stylegan2_gan.StyleGenerator(height, channels, widths, w_dim, mapping_layers, num_classes,
+                                           style_mixing_prob, truncation_psi)
+  discriminator = stylegan2_gan.StyleDiscriminator(height, tuple(reversed(widths)), num_classes)
+  return GAN("stylegan2", generator, discriminator, z_dim or w_dim, num_classes, True, True, False, (-1.0, 1.0))
 
 
 __all__ = ["FAMILIES", "GAN", "GANFamily", "GAN_MODELS", "Recipe", "build_gan", "get_family", "CNNClassifier"]

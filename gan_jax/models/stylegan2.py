@@ -178,17 +178,29 @@ class SynthesisNetwork(nn.Module):
     b = ws.shape[0]
     x = jnp.broadcast_to(self.param("const", nn.initializers.normal(1.0), (4, 4, self.widths[0]))[None],
                          (b, 4, 4, self.widths[0]))
-    keys = jax.random.split(key, 2 * len(sizes))
+    noises = _noise_inputs(key, b, sizes)
     image, layer = None, 0
     for i, (size, width) in enumerate(zip(sizes, self.widths)):
       if i:
         x = jax.image.resize(x, (b, size, size, x.shape[-1]), "bilinear")
       for j in range(2):
-        x = StyleLayer(width, name=f"b{size}_conv{j}")(x, ws[:, layer], jax.random.normal(keys[2 * i + j], (b, size, size, 1)))
+        x = StyleLayer(width, name=f"b{size}_conv{j}")(x, ws[:, layer], noises[2 * i + j])
         layer += 1
       rgb = ModulatedConv(self.channels, kernel_size=1, demodulate=False, name=f"b{size}_torgb")(x, ws[:, layer - 1])
       image = rgb if image is None else jax.image.resize(image, (b, size, size, self.channels), "bilinear") + rgb
     return image
+
+
+def _noise_inputs(key: jax.Array, batch: int, sizes: Sequence[int]) -> list[jax.Array]:
+  """Per-pixel N(0, 1) noise [batch, s, s, 1] for the two style layers of each resolution s.
+
+  One draw, cut into the maps: XLA:CPU compiled one small draw per layer ~20x slower than this.
+  """
+  shapes = [(batch, size, size, 1) for size in sizes for _ in range(2)]
+  counts = [math.prod(shape) for shape in shapes]
+  flat = jax.random.normal(key, (sum(counts),))
+  offsets = [sum(counts[:i]) for i in range(len(counts))]
+  return [flat[o:o + n].reshape(shape) for o, n, shape in zip(offsets, counts, shapes)]
 
 
 def minibatch_stddev(x: jax.Array, group_size: int = 4) -> jax.Array:

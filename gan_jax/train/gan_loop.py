@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from gan_jax import ada
 from gan_jax import augment
 from gan_jax import batching
 from gan_jax import checkpoint
@@ -38,7 +39,12 @@ from gan_jax.train import loop
 
 NONFINITE_POLICIES = ("error", "skip")
 POSITIVE_FIELDS = ("batch_size", "num_steps", "d_steps", "log_every", "checkpoint_every", "sample_every",
-                   "keep_checkpoints")
+                   "keep_checkpoints", "mapping_layers", "r1_interval", "ada_interval", "ada_kimg")
+# StyleGAN2's fields (mapping network, style mixing, truncation) and the regularisers any family may use
+# (lazy R1, adaptive augmentation), at the values that leave a run without them unchanged.
+STYLE_DEFAULTS = {"mapping_layers": 2, "style_mixing_prob": 0.9, "truncation_psi": 1.0, "r1_gamma": 0.0,
+                  "r1_interval": 16, "ada_target": 0.0, "ada_interval": 4, "ada_kimg": 500,
+                  "ada_policy": ada.DEFAULT_POLICY}
 # The fields of a standalone run that choose its data; a driver that hands fit_gan its arrays owns them.
 DATA_FIELDS = ("dataset", "seed", "imbalance", "imbalance_rho", "imbalance_n_max", "imbalance_minority_classes",
                "imbalance_fraction", "train_classes", *sources.SOURCE_DEFAULTS)
@@ -46,7 +52,7 @@ DATA_FIELDS = ("dataset", "seed", "imbalance", "imbalance_rho", "imbalance_n_max
 # such a run computed) and the data fields that runs driven by the imbalance benchmark recorded.
 MIGRATIONS = workdir_lib.Migrations(
     added={"train_classes": "", "g_ema_decay": 0.0, "spectral_norm": False, "reuse_fakes": False,
-           "class_balanced": False, "augment": "", **sources.SOURCE_DEFAULTS},
+           "class_balanced": False, "augment": "", **STYLE_DEFAULTS, **sources.SOURCE_DEFAULTS},
     retired=DATA_FIELDS)
 NONFINITE_HINT = "Lower the learning rate, or pass --config.on_nonfinite=skip to skip such updates."
 
@@ -54,7 +60,9 @@ NONFINITE_HINT = "Lower the learning rate, or pass --config.on_nonfinite=skip to
 def build_gan(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int) -> models.GAN:
   return models.build_gan(config.model, image_shape=tuple(image_shape), num_classes=num_classes,
                           z_dim=config.z_dim or None, width=config.width, conditioning=config.conditioning,
-                          upsample_impl=config.upsample_impl, spectral_norm=config.spectral_norm)
+                          upsample_impl=config.upsample_impl, spectral_norm=config.spectral_norm,
+                          mapping_layers=config.mapping_layers, style_mixing_prob=config.style_mixing_prob,
+                          truncation_psi=config.truncation_psi)
 
 
 def validate_training(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int,
@@ -68,6 +76,12 @@ def validate_training(config: ml_collections.ConfigDict, image_shape: Sequence[i
   for field in ("lr_g", "lr_d"):
     checks.positive_number(config[field], prefix + field)
   augment.parse_policy(config.augment)
+  checks.in_range(config.style_mixing_prob, prefix + "style_mixing_prob", 0.0, 1.0)
+  checks.in_range(config.truncation_psi, prefix + "truncation_psi", 0.0, 1.0)
+  checks.non_negative(config.r1_gamma, prefix + "r1_gamma")
+  checks.in_range(config.ada_target, prefix + "ada_target", 0.0, 1.0, high_open=True)
+  if config.ada_target > 0:
+    ada.parse_policy(config.ada_policy)
   build_gan(config, image_shape, num_classes)  # conditioning, image size, spectral norm
   if config.batch_size % num_devices:
     raise ValueError(f"{prefix}batch_size={config.batch_size} is not divisible by the number of devices "
@@ -118,19 +132,25 @@ def build_programs(config: ml_collections.ConfigDict, image_shape: Sequence[int]
 
 
 def build_optimizers(config: ml_collections.ConfigDict):
+  """Adam for G and D; with lazy R1, D's learning rate and betas are rescaled by interval / (interval + 1),
+  as StyleGAN2 does so that the regularised and plain steps together move D as one plain step would."""
+  d_ratio = config.r1_interval / (config.r1_interval + 1) if config.r1_gamma > 0 else 1.0
   return (gan_step.make_optimizer(config.lr_g, config.b1, config.b2),
-          gan_step.make_optimizer(config.lr_d, config.b1, config.b2))
+          gan_step.make_optimizer(config.lr_d * d_ratio, config.b1**d_ratio, config.b2**d_ratio))
 
 
 def build_step_config(config: ml_collections.ConfigDict) -> gan_step.StepConfig:
   return gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
                              aux_weight=config.aux_weight, g_ema_decay=config.g_ema_decay,
-                             reuse_fakes=config.reuse_fakes, augment=config.augment)
+                             reuse_fakes=config.reuse_fakes, augment=config.augment, r1_gamma=config.r1_gamma,
+                             r1_interval=config.r1_interval, ada_target=config.ada_target,
+                             ada_interval=config.ada_interval, ada_kimg=config.ada_kimg, ada_policy=config.ada_policy)
 
 
 def init_state_fn(config: ml_collections.ConfigDict, gan: models.GAN, g_tx, d_tx, image_shape):
   """`init(key) -> GANTrainState` for this config (with the generator average when it keeps one)."""
-  return lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, image_shape, g_ema=config.g_ema_decay > 0)
+  return lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, image_shape, g_ema=config.g_ema_decay > 0,
+                                               ada_state=config.ada_target > 0)
 
 
 def parse_train_classes(value, num_classes: int) -> list[int] | None:

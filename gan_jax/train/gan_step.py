@@ -6,6 +6,11 @@ Family differences are data, not code paths: the loss pair comes from
 `gan_jax.losses`, the gradient penalty (WGAN-GP) and the auxiliary classifier
 (ACGAN) are switched on by `StepConfig` and the `GAN` description.
 
+StyleGAN2's additions are switches of the same step: lazy R1 on the reals every
+`r1_interval` discriminator updates, adaptive discriminator augmentation (ADA) with its
+probability p kept in the state, and a 'noise' PRNG stream for the generator (style
+mixing, per-pixel noise) that other families ignore.
+
 Randomness is `fold_in(state.rng, state.step)`, so a restored state replays the
 exact noise of an uninterrupted run.
 """
@@ -20,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gan_jax import ada
 from gan_jax import augment
 from gan_jax import losses
 from gan_jax.models import GAN
@@ -44,6 +50,8 @@ class GANTrainState:
   health: dict[str, jax.Array]  # see `guard_nonfinite`
   # Exponential moving average of g_params (StepConfig.g_ema_decay > 0), else None; sample grids and generated images use it.
   g_ema_params: PyTree = None
+  # Adaptive augmentation (StepConfig.ada_target > 0): p and the sign(D(real)) tally, see `ada.adapt`; else None.
+  ada: dict[str, jax.Array] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +72,14 @@ class StepConfig:
     augment: DiffAugment policy (`gan_jax.augment`, e.g. 'translation,cutout'): every
       image D sees, real or fake, in both players' updates, is transformed first;
       '' leaves D's input (and the random stream) exactly as without it.
+    r1_gamma: > 0 adds the R1 penalty gamma / 2 E||grad D(real)||^2 (Mescheder et al., 2018),
+      lazily: every `r1_interval`-th discriminator update, scaled by the interval (StyleGAN2).
+    r1_interval: discriminator updates between R1 evaluations.
+    ada_target: > 0 turns on adaptive discriminator augmentation with this target r_t (0.6 in
+      Karras et al., 2020); the state must come from `init_train_state(..., ada_state=True)`.
+    ada_interval: generator steps between updates of p.
+    ada_kimg: thousands of real images over which p may sweep [0, 1].
+    ada_policy: the ADA transformations (see `gan_jax.ada.TRANSFORMS`).
   """
   loss: str = "non_saturating"
   d_steps: int = 1
@@ -72,6 +88,12 @@ class StepConfig:
   g_ema_decay: float = 0.0
   reuse_fakes: bool = False
   augment: str = ""
+  r1_gamma: float = 0.0
+  r1_interval: int = 16
+  ada_target: float = 0.0
+  ada_interval: int = 4
+  ada_kimg: int = 500
+  ada_policy: str = ada.DEFAULT_POLICY
 
 
 def make_optimizer(learning_rate: float, b1: float, b2: float) -> optax.GradientTransformation:
@@ -80,10 +102,11 @@ def make_optimizer(learning_rate: float, b1: float, b2: float) -> optax.Gradient
 
 
 def init_train_state(gan: GAN, g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-                     key: jax.Array, image_shape, g_ema: bool = False) -> GANTrainState:
+                     key: jax.Array, image_shape, g_ema: bool = False, ada_state: bool = False) -> GANTrainState:
   """Initialises parameters and optimizer states from one PRNG key (pure; jit-able).
 
-  `g_ema` adds the generator weight average, starting at the initial weights.
+  `g_ema` adds the generator weight average, starting at the initial weights; `ada_state` the
+  adaptive augmentation's p (starting at 0).
   """
   g_key, d_key, run_key = jax.random.split(key, 3)
   z = jnp.zeros((2, gan.z_dim), jnp.float32)
@@ -101,6 +124,7 @@ def init_train_state(gan: GAN, g_tx: optax.GradientTransformation, d_tx: optax.G
       rng=run_key,
       health=initial_health(),
       g_ema_params=g_vars["params"] if g_ema else None,
+      ada=ada.initial_state() if ada_state else None,
   )
 
 
@@ -154,7 +178,9 @@ def guard_nonfinite(old: GANTrainState, new: GANTrainState, metrics: Metrics) ->
   # Every float leaf of the new state: parameters, optimizer moments, running statistics, and
   # whatever a family adds (the translation models' image pools); integer leaves are skipped.
   ok = (mask == 0) & _tree_all_finite(new)
-  kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+  # One conditional over the whole state, not a select per leaf: with the select, XLA:CPU took
+  # 65 of the 80 s compiling a StyleGAN2 step (each select depends on every leaf through `ok`).
+  kept = jax.lax.cond(ok, lambda: new, lambda: old)
   h = old.health
   first = h["nonfinite_steps"] == 0
   health = {
@@ -169,21 +195,34 @@ def guard_nonfinite(old: GANTrainState, new: GANTrainState, metrics: Metrics) ->
 
 
 def generate(gan: GAN, g_params: PyTree, g_batch_stats: PyTree, z: jax.Array, labels: jax.Array | None,
-             train: bool) -> tuple[jax.Array, PyTree]:
-  """Runs G; in training mode BatchNorm uses batch statistics and returns updated running stats."""
+             train: bool, noise_key: jax.Array | None = None) -> tuple[jax.Array, PyTree]:
+  """Runs G; in training mode BatchNorm uses batch statistics and returns updated running stats.
+
+  `noise_key` feeds the generator's 'noise' stream in training (StyleGAN2's style mixing and
+  per-pixel noise); generators without random layers ignore it.
+  """
   variables = {"params": g_params, "batch_stats": g_batch_stats}
   labels = labels if gan.conditional else None
   if not train:
     return gan.generator.apply(variables, z, labels, train=False), g_batch_stats
-  images, updates = gan.generator.apply(variables, z, labels, train=True, mutable=["batch_stats"])
+  rngs = {} if noise_key is None else {"noise": noise_key}
+  images, updates = gan.generator.apply(variables, z, labels, train=True, mutable=["batch_stats"], rngs=rngs)
   return images, updates.get("batch_stats", g_batch_stats)
 
 
+def _noise_key(z_key: jax.Array) -> jax.Array:
+  """The generator's 'noise' stream of a fake batch, derived from (not equal to) its z key."""
+  return jax.random.fold_in(z_key, 0x401CE)
+
+
 def _discriminate(gan: GAN, d_params: PyTree, images: jax.Array, labels: jax.Array, key: jax.Array,
-                  augment_policy: str = ""):
+                  augment_policy: str = "", ada_p: jax.Array | None = None, ada_policy: str = ada.DEFAULT_POLICY):
   if augment_policy:
     augment_key, key = jax.random.split(key)
     images = augment.diff_augment(images, augment_key, augment_policy)
+  if ada_p is not None:
+    ada_key, key = jax.random.split(jax.random.fold_in(key, 0xADA))
+    images = ada.ada_augment(images, ada_key, ada_p, ada_policy)
   labels_in = labels if gan.d_takes_labels else None
   return gan.discriminator.apply({"params": d_params}, images, labels_in, train=True, rngs={"dropout": key})
 
@@ -193,27 +232,42 @@ def _d_output_summary(loss: str, logits: jax.Array) -> jax.Array:
   return jnp.mean(jax.nn.sigmoid(logits)) if loss in _PROBABILISTIC_LOSSES else jnp.mean(logits)
 
 
-def _discriminator_objective(d_params, real, labels, fake, key, *, gan: GAN, cfg: StepConfig):
-  """Discriminator loss on one real and one fake minibatch, and its metrics."""
+def _discriminator_objective(d_params, real, labels, fake, key, update_index=None, ada_p=None, *, gan: GAN,
+                             cfg: StepConfig):
+  """Discriminator loss on one real and one fake minibatch, and its metrics.
+
+  `update_index` counts discriminator updates (lazy R1 fires when it is a multiple of the
+  interval); `ada_p` is the adaptive augmentation's probability (None: no ADA).
+  """
   d_loss_fn, _ = losses.get_adversarial_losses(cfg.loss)
   dropout_key, gp_key = jax.random.split(key)
   batch = real.shape[0]
+  d_input = functools.partial(_discriminate, gan, d_params, augment_policy=cfg.augment, ada_p=ada_p,
+                              ada_policy=cfg.ada_policy)
   # One pass over [real; fake]: D has no batch statistics, so this equals two passes.
-  logits, class_logits = _discriminate(gan, d_params, jnp.concatenate([real, fake]),
-                                       jnp.concatenate([labels, labels]), dropout_key, cfg.augment)
+  logits, class_logits = d_input(jnp.concatenate([real, fake]), jnp.concatenate([labels, labels]), dropout_key)
   real_logits, fake_logits = logits[:batch], logits[batch:]
   adversarial = d_loss_fn(real_logits, fake_logits)
   total = adversarial
   metrics = {"d_adversarial": adversarial,
              "d_real": _d_output_summary(cfg.loss, real_logits),
              "d_fake": _d_output_summary(cfg.loss, fake_logits)}
+  if ada_p is not None:
+    metrics["d_real_sign"] = jnp.mean(jnp.sign(real_logits))  # ADA's over-fitting measure r_t
   if cfg.gp_weight > 0:
     # The interpolation draws from gp_key itself, so the augmented critic takes a derived key.
     critic_key = jax.random.fold_in(gp_key, 1) if cfg.augment else gp_key
-    critic = lambda x: _discriminate(gan, d_params, x, labels, critic_key, cfg.augment)[0]
+    critic = lambda x: d_input(x, labels, critic_key)[0]
     penalty = losses.gradient_penalty(critic, real, fake, gp_key)
     total = total + cfg.gp_weight * penalty
     metrics["gradient_penalty"] = penalty
+  if cfg.r1_gamma > 0:
+    critic = lambda x: d_input(x, labels, jax.random.fold_in(gp_key, 2))[0]
+    penalty = jax.lax.cond(update_index % cfg.r1_interval == 0,
+                           lambda: losses.r1_penalty(critic, real, cfg.r1_gamma, cfg.r1_interval),
+                           lambda: jnp.zeros((), jnp.float32))
+    total = total + penalty
+    metrics["r1_penalty"] = penalty
   if gan.aux_classifier:
     aux_real = losses.auxiliary_classifier_loss(class_logits[:batch], labels)
     aux_fake = losses.auxiliary_classifier_loss(class_logits[batch:], labels)
@@ -225,10 +279,10 @@ def _discriminator_objective(d_params, real, labels, fake, key, *, gan: GAN, cfg
   return total, metrics
 
 
-def generator_loss(fake, d_params, labels, dropout_key, *, gan: GAN, cfg: StepConfig):
+def generator_loss(fake, d_params, labels, dropout_key, ada_p=None, *, gan: GAN, cfg: StepConfig):
   """The generator's loss on generated images (D's verdict, plus the ACGAN class term), and metrics."""
   _, g_loss_fn = losses.get_adversarial_losses(cfg.loss)
-  logits, class_logits = _discriminate(gan, d_params, fake, labels, dropout_key, cfg.augment)
+  logits, class_logits = _discriminate(gan, d_params, fake, labels, dropout_key, cfg.augment, ada_p, cfg.ada_policy)
   adversarial = g_loss_fn(logits)
   total = adversarial
   metrics = {"g_adversarial": adversarial}
@@ -240,23 +294,25 @@ def generator_loss(fake, d_params, labels, dropout_key, *, gan: GAN, cfg: StepCo
   return total, metrics
 
 
-def _generator_objective(g_params, g_batch_stats, d_params, labels, key, *, gan: GAN, cfg: StepConfig):
+def _generator_objective(g_params, g_batch_stats, d_params, labels, key, ada_p=None, *, gan: GAN,
+                         cfg: StepConfig):
   """Generator loss on one fresh noise batch; returns updated BatchNorm statistics too."""
   z_key, dropout_key = jax.random.split(key)
   z = jax.random.normal(z_key, (labels.shape[0], gan.z_dim), jnp.float32)
-  fake, new_batch_stats = generate(gan, g_params, g_batch_stats, z, labels, train=True)
-  total, metrics = generator_loss(fake, d_params, labels, dropout_key, gan=gan, cfg=cfg)
+  fake, new_batch_stats = generate(gan, g_params, g_batch_stats, z, labels, train=True, noise_key=_noise_key(z_key))
+  total, metrics = generator_loss(fake, d_params, labels, dropout_key, ada_p, gan=gan, cfg=cfg)
   return total, (metrics, new_batch_stats)
 
 
-def generator_grads_from_fakes(fake, g_vjp, d_params, labels, dropout_key, *, gan: GAN, cfg: StepConfig):
+def generator_grads_from_fakes(fake, g_vjp, d_params, labels, dropout_key, ada_p=None, *, gan: GAN,
+                               cfg: StepConfig):
   """Generator gradients from fakes already generated, through G's saved backward pass.
 
   Equals jax.grad of `generator_loss(G(z))` with respect to G's parameters (tested),
   without running G's forward pass again: the chain rule splits at the images.
   """
   (_, metrics), fake_grad = jax.value_and_grad(generator_loss, has_aux=True)(
-      fake, d_params, labels, dropout_key, gan=gan, cfg=cfg)
+      fake, d_params, labels, dropout_key, ada_p, gan=gan, cfg=cfg)
   (grads,) = g_vjp(fake_grad)
   return grads, metrics
 
@@ -273,16 +329,18 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
   d_objective = functools.partial(_discriminator_objective, gan=gan, cfg=cfg)
   g_objective = functools.partial(_generator_objective, gan=gan, cfg=cfg)
   fake_noise = lambda z_key, batch: jax.random.normal(z_key, (batch, gan.z_dim), jnp.float32)
+  ada_p = lambda state: state.ada["p"] if cfg.ada_target > 0 else None
 
-  def d_update(state: GANTrainState, real, labels, key, fake=None) -> tuple[GANTrainState, Metrics]:
+  def d_update(state: GANTrainState, real, labels, key, update_index, fake=None) -> tuple[GANTrainState, Metrics]:
     z_key, d_key = jax.random.split(key)
     if fake is None:
       # Fakes come from G in training mode, like in the generator update; its
       # running statistics are updated only by the generator step.
       fake, _ = generate(gan, state.g_params, state.g_batch_stats, fake_noise(z_key, real.shape[0]), labels,
-                         train=True)
+                         train=True, noise_key=_noise_key(z_key))
     fake = jax.lax.stop_gradient(fake)
-    grads, metrics = jax.grad(d_objective, has_aux=True)(state.d_params, real, labels, fake, d_key)
+    grads, metrics = jax.grad(d_objective, has_aux=True)(state.d_params, real, labels, fake, d_key, update_index,
+                                                         ada_p(state))
     updates, d_opt_state = d_tx.update(grads, state.d_opt_state, state.d_params)
     state = state.replace(d_params=optax.apply_updates(state.d_params, updates), d_opt_state=d_opt_state)
     return state, metrics
@@ -299,26 +357,31 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
     # ran DCGAN-MNIST 8x slower (42 vs 353 images/s, benchmarks/step_benchmark.py).
     per_update = []
     fresh_updates = cfg.d_steps - 1 if cfg.reuse_fakes else cfg.d_steps
+    if cfg.ada_target > 0 and state.ada is None:
+      raise ValueError("StepConfig.ada_target > 0 needs a state made by init_train_state(..., ada_state=True)")
+    update_index = lambda k: state.step * cfg.d_steps + k
     for k in range(fresh_updates):
-      state, metrics_k = d_update(state, images[k], labels[k], jax.random.fold_in(d_key, k))
+      state, metrics_k = d_update(state, images[k], labels[k], jax.random.fold_in(d_key, k), update_index(k))
       per_update.append(metrics_k)
     if cfg.reuse_fakes:
       # The last D update draws the same noise as without reuse_fakes; G's forward pass is
       # kept (jax.vjp) and its backward pass reused by the generator update.
       last_key = jax.random.fold_in(d_key, cfg.d_steps - 1)
-      z = fake_noise(jax.random.split(last_key)[0], images.shape[1])
+      z_key = jax.random.split(last_key)[0]
+      z = fake_noise(z_key, images.shape[1])
       fake, g_vjp, batch_stats = jax.vjp(
-          lambda p: generate(gan, p, state.g_batch_stats, z, labels[-1], train=True), state.g_params, has_aux=True)
-      state, metrics_k = d_update(state, images[-1], labels[-1], last_key, fake=fake)
+          lambda p: generate(gan, p, state.g_batch_stats, z, labels[-1], train=True, noise_key=_noise_key(z_key)),
+          state.g_params, has_aux=True)
+      state, metrics_k = d_update(state, images[-1], labels[-1], last_key, update_index(cfg.d_steps - 1), fake=fake)
       per_update.append(metrics_k)
     d_metrics = jax.tree.map(lambda *values: jnp.mean(jnp.stack(values)), *per_update)
 
     if cfg.reuse_fakes:
       grads, g_metrics = generator_grads_from_fakes(fake, g_vjp, state.d_params, labels[-1],
-                                                    jax.random.split(g_key)[1], gan=gan, cfg=cfg)
+                                                    jax.random.split(g_key)[1], ada_p(state), gan=gan, cfg=cfg)
     else:
       grads, (g_metrics, batch_stats) = jax.grad(g_objective, has_aux=True)(
-          state.g_params, state.g_batch_stats, state.d_params, labels[-1], g_key)
+          state.g_params, state.g_batch_stats, state.d_params, labels[-1], g_key, ada_p(state))
     updates, g_opt_state = g_tx.update(grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
     state = state.replace(step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state,
@@ -327,6 +390,11 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
       if state.g_ema_params is None:
         raise ValueError("StepConfig.g_ema_decay > 0 needs a state made by init_train_state(..., g_ema=True)")
       state = state.replace(g_ema_params=update_ema(state.g_ema_params, g_params, cfg.g_ema_decay))
+    if cfg.ada_target > 0:
+      g_metrics["ada_p"] = state.ada["p"]
+      state = state.replace(ada=ada.adapt(state.ada, d_metrics["d_real_sign"], images.shape[0] * images.shape[1],
+                                          old_state.step, target=cfg.ada_target,
+                                          interval=cfg.ada_interval, adjust_images=cfg.ada_kimg * 1000))
     return guard_nonfinite(old_state, state, {**d_metrics, **g_metrics})
 
   return train_step
