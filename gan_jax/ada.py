@@ -103,15 +103,14 @@ def color(images: Array, key: Array, p: Array) -> Array:
   batch = images.shape[0]
   keys = jax.random.split(key, 6)
   per_image = lambda x: x[:, None, None, None]
-  brightness = jnp.where(_coins(keys[0], batch, p), BRIGHTNESS_STD * jax.random.normal(keys[1], (batch,)), 0.0)
-  images = images + per_image(brightness)
-  contrast = jnp.where(_coins(keys[2], batch, p), jnp.exp2(CONTRAST_STD * jax.random.normal(keys[3], (batch,))), 1.0)
+  fire = lambda coin_key, changed, unchanged: jnp.where(per_image(_coins(coin_key, batch, p)), changed, unchanged)
+  images = fire(keys[0], images + per_image(BRIGHTNESS_STD * jax.random.normal(keys[1], (batch,))), images)
   mean = jnp.mean(images, axis=(1, 2, 3), keepdims=True)
-  images = (images - mean) * per_image(contrast) + mean
-  saturation = jnp.where(_coins(keys[4], batch, p),
-                         jnp.exp2(SATURATION_STD * jax.random.normal(keys[5], (batch,))), 1.0)
+  contrast = jnp.exp2(CONTRAST_STD * jax.random.normal(keys[3], (batch,)))
+  images = fire(keys[2], (images - mean) * per_image(contrast) + mean, images)
   grey = jnp.mean(images, axis=3, keepdims=True)
-  return (images - grey) * per_image(saturation) + grey
+  saturation = jnp.exp2(SATURATION_STD * jax.random.normal(keys[5], (batch,)))
+  return fire(keys[4], (images - grey) * per_image(saturation) + grey, images)
 
 
 def cutout(images: Array, key: Array, p: Array) -> Array:

@@ -63,16 +63,17 @@ def modulated_conv2d(x: jax.Array, weight: jax.Array, styles: jax.Array, demodul
   Returns:
     [B, H, W, C_out], 'SAME' padding, stride 1.
   """
-  kernels = weight[None] * styles[:, None, None, :, None]  # [B, k, k, C_in, C_out]
+  # Written as StyleGAN2's non-fused form: scaling the input channels by the style and the output
+  # channels by the demodulation factor equals convolving with each sample's own kernel, with one
+  # shared-weight convolution (no per-sample grouped convolution, which the SPMD partitioner could not
+  # split over a sharded batch).
+  y = jax.lax.conv_general_dilated(x * styles[:, None, None, :].astype(x.dtype), weight, (1, 1), "SAME",
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
   if demodulate:
-    kernels = kernels * jax.lax.rsqrt(jnp.sum(jnp.square(kernels), axis=(1, 2, 3), keepdims=True) + eps)
-  # One grouped convolution: the batch folded into the channels, one group per sample.
-  b, h, w, c = x.shape
-  grouped = jnp.transpose(kernels, (1, 2, 3, 0, 4)).reshape(kernels.shape[1], kernels.shape[2], c, b * weight.shape[-1])
-  folded = jnp.transpose(x, (1, 2, 0, 3)).reshape(1, h, w, b * c)
-  y = jax.lax.conv_general_dilated(folded, grouped, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                   feature_group_count=b)
-  return jnp.transpose(y.reshape(h, w, b, weight.shape[-1]), (2, 0, 1, 3))
+    # ||w_b[..., o]||^2 = sum_i s_bi^2 sum_kk w[k, k, i, o]^2.
+    norms = jnp.square(styles) @ jnp.sum(jnp.square(weight), axis=(0, 1))
+    y = y * jax.lax.rsqrt(norms + eps)[:, None, None, :].astype(y.dtype)
+  return y
 
 
 def normalize_2nd_moment(x: jax.Array, eps: float = 1e-8) -> jax.Array:

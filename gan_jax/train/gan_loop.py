@@ -109,6 +109,7 @@ class GANPrograms:
 
 
 _PROGRAMS: dict[tuple, GANPrograms] = {}
+SCHEDULE_FIELDS = ("num_steps", "log_every", "checkpoint_every", "sample_every", "keep_checkpoints", "on_nonfinite")
 _MAX_PROGRAMS = 8
 
 
@@ -116,7 +117,9 @@ def build_programs(config: ml_collections.ConfigDict, image_shape: Sequence[int]
                    mesh) -> GANPrograms:
   """The programs of a config, built once per process: runs of one architecture (the per-class
   GANs of a benchmark, a resumed run) reuse the traced and compiled functions."""
-  key = (json.dumps(workdir_lib.config_to_dict(config), sort_keys=True), tuple(image_shape), num_classes, mesh)
+  # The schedule fields do not change the programs: a rerun with more steps reuses them.
+  fields = {k: v for k, v in workdir_lib.config_to_dict(config).items() if k not in SCHEDULE_FIELDS}
+  key = (json.dumps(fields, sort_keys=True), tuple(image_shape), num_classes, mesh)
   if key not in _PROGRAMS:
     if len(_PROGRAMS) >= _MAX_PROGRAMS:
       _PROGRAMS.pop(next(iter(_PROGRAMS)))
