@@ -42,7 +42,13 @@ from gan_jax.train import gan_step
 # (gan_jax.models.FAMILIES) at the train_gan configs' defaults: width 64, concat conditioning.
 MODELS = {"mlp_gan_mnist": ("mlp_gan", "mnist"), "dcgan_mnist": ("dcgan", "mnist"),
           "dcgan_cifar10": ("dcgan", "cifar10"), "cgan_mnist": ("cgan", "mnist"), "acgan_mnist": ("acgan", "mnist"),
-          "wgan_gp_mnist": ("wgan_gp", "mnist"), "classifier": ("classifier", "mnist")}
+          "wgan_gp_mnist": ("wgan_gp", "mnist"), "stylegan2_mnist": ("stylegan2", "mnist"),
+          "stylegan2_cifar10": ("stylegan2", "cifar10"), "classifier": ("classifier", "mnist")}
+# Where a model's train_gan config departs from _GAN_DEFAULTS (a test keeps them equal). StyleGAN2
+# trains with lazy R1 (every 16 D updates) and style mixing; ADA is left out of the benchmark (an option
+# of small-data training, not of the model).
+_MODEL_OVERRIDES = {"stylegan2_mnist": dict(width=32, r1_gamma=0.0002 * 32**2 / 64, r1_interval=16),
+                    "stylegan2_cifar10": dict(width=64, r1_gamma=0.0002 * 32**2 / 64, r1_interval=16)}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 IMAGES_PER_SEC_DEFINITION = ("real images consumed per second = batch_size * d_steps * steps_per_call / median call "
                              "time (d_steps = 1 for the classifier)")
@@ -85,11 +91,14 @@ class Target:
     init_fn: `init(key) -> state`.
     batch_lead: leading batch shape of one step ([d_steps, B] for GANs, [B] for the classifier).
     spec: JSON-able description of the model and step (what the PyTorch reference mirrors).
+    flops_parts: `((step_fn, weight), ...)` whose weighted FLOP counts make the mean step
+      when steps differ (lazy R1 runs on one step in `r1_interval`); None: `step_fn` alone.
   """
   step_fn: Callable
   init_fn: Callable
   batch_lead: tuple[int, ...]
   spec: dict
+  flops_parts: tuple[tuple[Callable, float], ...] | None = None
 
 
 def validate_options(opts: Options) -> None:
@@ -116,7 +125,7 @@ def load_config(model: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(_CLASSIFIER_CONFIG)
   recipe = models.get_family(family).recipe
   return ml_collections.ConfigDict({"model": family, "dataset": dataset, **_GAN_DEFAULTS,
-                                    **dataclasses.asdict(recipe)})
+                                    **dataclasses.asdict(recipe), **_MODEL_OVERRIDES.get(model, {})})
 
 
 def scan_steps(step_fn: Callable, steps_per_call: int) -> Callable:
@@ -173,21 +182,30 @@ def build_target(opts: Options) -> Target:
                          z_dim=config.z_dim or None, width=width, conditioning=config.conditioning,
                          upsample_impl=impl, spectral_norm=config.spectral_norm, dtype=DTYPES[opts.dtype])
   cfg = gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
-                            aux_weight=config.aux_weight, reuse_fakes=opts.reuse_fakes)
+                            aux_weight=config.aux_weight, reuse_fakes=opts.reuse_fakes,
+                            r1_gamma=config.get("r1_gamma", 0.0), r1_interval=config.get("r1_interval", 16))
   g_tx = gan_step.make_optimizer(config.lr_g, config.b1, config.b2)
   d_tx = gan_step.make_optimizer(config.lr_d, config.b1, config.b2)
   # Only the convolutional families take a compute dtype (build_gan ignores it for the MLP).
-  applied = opts.dtype if gan.name != "mlp_gan" else "float32"
+  applied = opts.dtype if gan.name not in ("mlp_gan", "stylegan2") else "float32"
   spec = {**_common_spec(opts, config, info, gan.name, cfg.d_steps), "width": width, "z_dim": gan.z_dim,
           "upsample_impl": impl if gan.name != "mlp_gan" else "n/a", "loss": cfg.loss,
           "gp_weight": cfg.gp_weight, "aux_weight": cfg.aux_weight, "reuse_fakes": cfg.reuse_fakes,
+          "r1_gamma": cfg.r1_gamma, "r1_interval": cfg.r1_interval,
           "lr_g": config.lr_g, "lr_d": config.lr_d,
           "b1": config.b1, "b2": config.b2, "conditional": gan.conditional, "d_takes_labels": gan.d_takes_labels,
           "aux_classifier": gan.aux_classifier, "output_range": list(gan.output_range), "compute_dtype": applied,
           "generator": _plan(gan.generator), "discriminator": _plan(gan.discriminator)}
-  return Target(gan_step.make_train_step(gan, cfg, g_tx, d_tx),
-                lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, shape),
-                (cfg.d_steps, opts.batch_size), spec)
+  step_fn = gan_step.make_train_step(gan, cfg, g_tx, d_tx)
+  flops_parts = None
+  if cfg.r1_gamma > 0 and cfg.r1_interval > 1:
+    # XLA counts the R1 branch of the step's cond as if it ran every step; it runs on one in
+    # r1_interval, so the mean step is weighted from a step without R1 and one that always has it.
+    without_r1 = gan_step.make_train_step(gan, dataclasses.replace(cfg, r1_gamma=0.0), g_tx, d_tx)
+    with_r1 = gan_step.make_train_step(gan, dataclasses.replace(cfg, r1_interval=1), g_tx, d_tx)
+    flops_parts = ((without_r1, 1.0 - 1.0 / cfg.r1_interval), (with_r1, 1.0 / cfg.r1_interval))
+  return Target(step_fn, lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, shape),
+                (cfg.d_steps, opts.batch_size), spec, flops_parts)
 
 
 def param_count(state) -> int:
@@ -252,6 +270,16 @@ def step_flops(step_fn: Callable, state, batch) -> float | None:
     sharding = None
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), (state, batch))
   return cost_flops(jax.jit(step_fn).lower(*abstract))
+
+
+def mean_step_flops(target: Target, state, batch) -> tuple[float | None, list[dict] | None]:
+  """FLOPs of the mean step, and the weighted counts it was made of (None for a uniform step)."""
+  if not target.flops_parts:
+    return step_flops(target.step_fn, state, batch), None
+  parts = [{"flops": step_flops(fn, state, batch), "weight": weight} for fn, weight in target.flops_parts]
+  if any(part["flops"] is None for part in parts):
+    return None, parts
+  return sum(part["flops"] * part["weight"] for part in parts), parts
 
 
 def peak_matmul(dtype: Any, size: int, device: jax.Device, reps: int = 5) -> dict[str, float]:
@@ -383,13 +411,14 @@ def _measure_jax(opts: Options, target: Target) -> dict[str, Any]:
   step = {name: value / k for name, value in call.items()}
   images_per_call = math.prod(target.batch_lead) * k
   one_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:] if k > 1 else x.shape, x.dtype), batch)
-  flops = step_flops(target.step_fn, state, one_batch)
+  flops, flops_parts = mean_step_flops(target, state, one_batch)
   figures = {
       "compile_time_s": compile_s, "lower_time_s": lowered_at - start, "timed_steps": opts.steps,
       "warmup_steps": opts.warmup, "step_time_median_s": step["median"], "step_time_min_s": step["min"],
       "step_time_max_s": step["max"], "step_time_mean_s": step["mean"], "call_time_median_s": call["median"],
       "images_per_step": math.prod(target.batch_lead), "images_per_sec": images_per_call / call["median"],
-      "flops_per_step": flops, "xla_flops_per_call_compiled": cost_flops(compiled),
+      "flops_per_step": flops, "flops_per_step_parts": flops_parts,
+      "xla_flops_per_call_compiled": cost_flops(compiled),
       "flops_source": "XLA cost analysis of the step's lowered HLO (see step_benchmark.step_flops)",
       "achieved_flops_per_sec": flops / step["median"] if flops else None,
       "memory": memory_figures(compiled, device), "param_count": param_count(state),

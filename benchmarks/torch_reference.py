@@ -30,6 +30,8 @@ except ImportError as e:  # pragma: no cover - depends on the environment
   raise ImportError("The PyTorch reference needs torch: pip install 'torch==2.13.0' "
                     "(the 'torch' extra of gan_jax)") from e
 
+from benchmarks import torch_stylegan2  # pylint: disable=g-import-not-at-top  # needs torch, checked above
+
 _MAX_REASON_CHARS = 300
 
 D_LOSSES = {
@@ -179,6 +181,9 @@ def build_models(spec: dict) -> dict[str, nn.Module]:
   if spec["family"] == "classifier":
     return {"model": CNNClassifier(spec["image_shape"], spec["classifier"])}
   g_plan, d_plan = spec["generator"], spec["discriminator"]
+  if g_plan["kind"] == "StyleGenerator":
+    return {"g": torch_stylegan2.StyleGenerator(spec["z_dim"], g_plan),
+            "d": torch_stylegan2.StyleDiscriminator(spec["image_shape"], d_plan)}
   if g_plan["kind"] == "MLPGenerator":
     return {"g": MLPGenerator(spec["z_dim"], g_plan), "d": MLPDiscriminator(math.prod(spec["image_shape"]), d_plan)}
   d = DCGANDiscriminator(spec["image_shape"], d_plan)
@@ -220,10 +225,16 @@ def make_gan_step(spec: dict, g: Callable, d: Callable, g_params: list, d_params
   d_loss_fn, g_loss_fn = D_LOSSES[spec["loss"]], G_LOSSES[spec["loss"]]
   d_labels = lambda y: y if spec["d_takes_labels"] else None
 
+  r1_gamma, r1_interval = spec.get("r1_gamma", 0.0), spec.get("r1_interval", 1)
+  d_updates = [0]
+
   def d_objective(real, fake, labels):
     batch = real.shape[0]
     logits, class_logits = d(torch.cat([real, fake]), d_labels(torch.cat([labels, labels])))
     loss = d_loss_fn(logits[:batch], logits[batch:])
+    if r1_gamma > 0 and d_updates[0] % r1_interval == 0:  # lazy R1, as gan_jax's step
+      loss = loss + torch_stylegan2.r1_penalty(d, real, d_labels(labels), r1_gamma, r1_interval)
+    d_updates[0] += 1
     if spec["gp_weight"] > 0:
       loss = loss + spec["gp_weight"] * gradient_penalty(d, real, fake, d_labels(labels))
     if spec["aux_classifier"]:

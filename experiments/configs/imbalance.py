@@ -16,6 +16,7 @@ import ml_collections
 
 from experiments.configs import diffusion_common
 from experiments.configs import gan_common
+from experiments.configs import stylegan2_common
 from experiments.configs import vae_common
 from experiments.configs import variants
 from gan_jax.data import imbalance
@@ -42,7 +43,7 @@ def get_config(variant=None):
   # Methods: the classic remedies, the generators, the long-tail losses and <generator>+<loss>
   # combinations (gan_jax.protocols.imbalance.methods lists them).
   config.methods = ("none,class_weight,random_oversample,smote,dcgan,cgan,acgan,cvae,logit_adjustment,"
-                    "logit_adjustment_posthoc,balanced_softmax,ldam_drw,drw,crt,mixup_drw")
+                    "logit_adjustment_posthoc,balanced_softmax,ldam_drw,drw,crt,mixup_drw,stylegan2")
   config.num_seeds = 5
   config.smote_k = 5
   # Each method adds round(ratio * (n_max - n_c)) images to class c (1.0: every class reaches n_max).
@@ -105,10 +106,15 @@ def get_config(variant=None):
   cvae = vae_common.training_config()
   cvae.num_steps = 10_000
   config.generators.cvae = cvae
+  # Conditional StyleGAN2 with adaptive discriminator augmentation (StyleGAN2-ADA's small-data recipe):
+  # the rare classes have 40-100 images, the regime ADA was made for.
+  config.generators.stylegan2 = stylegan2_common.apply_style_defaults(gan_common.training_config("stylegan2"))
+  config.generators.stylegan2.ada_target = 0.6
   # Class-conditioned diffusion: latent (the Stable Diffusion recipe at this scale) and on pixels.
   for name in ("ldm", "ddpm"):
     config.generators[name] = diffusion_common.training_config(name)
-  for gan in (config.generators.dcgan, config.generators.cgan, config.generators.acgan):
+  for gan in (config.generators.dcgan, config.generators.cgan, config.generators.acgan,
+              config.generators.stylegan2):
     gan.log_every = 500
     gan.checkpoint_every = 1_000
     gan.sample_every = 1_000
@@ -156,7 +162,8 @@ SMOKE_COMBINATIONS = ("cgan+logit_adjustment,cvae+balanced_softmax,cgan+ldam_drw
 def apply_smoke(config):
   # The ACGAN is left out: in the benchmark it runs the cGAN's code path (one conditional model)
   # and its training has its own smoke test (experiments/configs/acgan_mnist.py:smoke).
-  config.methods = config.methods.replace("acgan,", "") + ",ldm," + SMOKE_COMBINATIONS
+  # StyleGAN2 too (the same one-conditional-model path; stylegan2_mnist.py:ada_smoke tests its training).
+  config.methods = config.methods.replace("acgan,", "").replace(",stylegan2", "") + ",ldm," + SMOKE_COMBINATIONS
   # The 30-step filter CNN is near chance (probabilities about 0.1): 0.1 keeps part of each draw, so
   # the smoke run exercises acceptance and redrawing instead of 8 rounds that accept nothing.
   config.filter_confidence = 0.1
@@ -176,7 +183,8 @@ def apply_smoke(config):
   config.validation_per_class = 5
   config.evaluator_steps = 30
   config.cas_steps = 30
-  for gan in (config.generators.dcgan, config.generators.cgan, config.generators.acgan):
+  for gan in (config.generators.dcgan, config.generators.cgan, config.generators.acgan,
+              config.generators.stylegan2):
     gan_common.apply_variant(gan, "smoke")
     gan.batch_size = 8
     gan.num_steps = 10
@@ -214,6 +222,11 @@ def apply_cpu(config):
   for name in ("dcgan", "cgan", "acgan"):
     config.generators[name].width = 32
   config.generators.dcgan.num_steps = 500  # per class
+  # Not among CPU_METHODS (add it with --config.methods): sized like the cGAN's wall time on 2 cores.
+  # ADA's p may sweep [0, 1] within 100k images, so it can react within the short run.
+  config.generators.stylegan2.width = 16
+  config.generators.stylegan2.num_steps = 3_000
+  config.generators.stylegan2.ada_kimg = 100
   config.generators.cgan.num_steps = 3_000
   config.generators.acgan.num_steps = 3_000
   vae_common.apply_variant(config.generators.cvae, "cpu")

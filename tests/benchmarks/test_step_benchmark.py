@@ -22,7 +22,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 TINY = dict(batch_size=16, steps=2, warmup=1, width=8, peak_size=128, data_examples=256, data_batches=3,
             compiler_options=FAST_COMPILE)
-WITH_TORCH = ("dcgan_mnist", "wgan_gp_mnist")
+WITH_TORCH = ("dcgan_mnist", "wgan_gp_mnist", "stylegan2_mnist")
 REQUIRED_KEYS = {
     "model", "batch_size", "d_steps", "steps_per_call", "dtype", "threads", "xla_cpu_threads", "compile_time_s",
     "step_time_median_s", "step_time_min_s", "step_time_max_s", "images_per_sec", "images_per_sec_definition",
@@ -49,8 +49,20 @@ def check_result(result, with_torch):
   expected = result["batch_size"] * result["d_steps"] / result["step_time_median_s"]
   assert result["images_per_sec"] == pytest.approx(expected, rel=1e-9)
   assert result["d_steps"] == (5 if result["model"] == "wgan_gp_mnist" else 1)
-  # The step has no loops, so the pre-optimisation count matches XLA's compiled CPU count.
-  assert result["flops_per_step"] == pytest.approx(result["xla_flops_per_call_compiled"], rel=0.05)
+  parts = result["flops_per_step_parts"]
+  if parts is None:
+    # The step has no loops, so the pre-optimisation count matches XLA's compiled CPU count.
+    assert result["flops_per_step"] == pytest.approx(result["xla_flops_per_call_compiled"], rel=0.05)
+  else:
+    # Lazy R1: the mean of a step without R1 and one with it, weighted 15:1; the compiled step
+    # counts its R1 branch in full, like the step that always runs it.
+    (without_r1, with_r1) = parts
+    assert with_r1["flops"] > 1.2 * without_r1["flops"]
+    assert (without_r1["weight"], with_r1["weight"]) == (15 / 16, 1 / 16)
+    assert without_r1["flops"] < result["flops_per_step"] < with_r1["flops"]
+    assert result["flops_per_step"] == pytest.approx(
+        without_r1["flops"] * 15 / 16 + with_r1["flops"] / 16, rel=1e-9)
+    assert with_r1["flops"] == pytest.approx(result["xla_flops_per_call_compiled"], rel=0.1)
   assert result["memory"]["compiled_peak_bytes"] > 0
   assert MACHINE_KEYS <= set(result["machine"]) and result["machine"]["devices_measured"] == 1
   json.dumps(result)  # JSON-able as is
@@ -66,7 +78,7 @@ def check_result(result, with_torch):
 # dcgan_mnist runs through the entrypoint below (test_entrypoint_writes_json_with_machine_description);
 # cgan and acgan share its step and are matched to their PyTorch mirrors by parameter count; dcgan_cifar10
 # is dcgan_mnist's step at 32 px (its training runs in tests/train/test_gan_loop.py).
-@pytest.mark.parametrize("model", ["mlp_gan_mnist", "wgan_gp_mnist", "classifier"])
+@pytest.mark.parametrize("model", ["mlp_gan_mnist", "wgan_gp_mnist", "stylegan2_mnist", "classifier"])
 def test_every_model_reports_sane_figures(model):
   reference = None
   if model in WITH_TORCH:

@@ -1,0 +1,47 @@
+"""The `stylegan2` method of the imbalance benchmark: one conditional StyleGAN2-ADA on the imbalanced set."""
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import imbalance as imbalance_config
+from gan_jax.protocols.imbalance import generators
+from gan_jax.protocols.imbalance import layout as layout_lib
+from gan_jax.protocols.imbalance import methods
+
+
+def test_stylegan2_is_a_generator_method_and_combines_with_a_loss():
+  assert methods.parse_methods("stylegan2+logit_adjustment,stylegan2") == ["stylegan2", "stylegan2+logit_adjustment"]
+  config = imbalance_config.get_config()
+  assert "stylegan2" in methods.parse_methods(config.methods)
+  section = config.generators.stylegan2
+  assert (section.model, section.ada_target) == ("stylegan2", 0.6)
+  # StyleGAN2-ADA's small-data recipe: lazy R1 and augmentation of what D sees.
+  assert section.r1_gamma > 0 and section.r1_interval == 16
+
+
+def test_stylegan2_method_trains_once_and_generates_each_class(tmp_path):
+  section = imbalance_config.get_config("smoke").generators.stylegan2
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(3), [16, 8, 8]).astype(np.int32)
+  images = rng.integers(0, 256, (labels.size, 28, 28, 1)).astype(np.uint8)
+  data = generators.Data(images, labels, num_classes=3, seed=0, num_devices=jax.device_count())
+  method = generators.GENERATORS["stylegan2"]
+  assert not method.per_class
+  method.validate(section, data.image_shape, data.num_classes, data.num_devices, "generators.stylegan2.")
+  layout = layout_lib.Layout(str(tmp_path))
+  (stage,) = method.stages(section, layout, data, range(3))
+  record = stage.run()
+  assert record["step"] == section.num_steps
+  model = method.load(section, layout, data, range(3))
+  assert model.classes == (0, 1, 2)
+  first = model.generate(2, 5, jax.random.PRNGKey(1))
+  assert first.shape == (5, 28, 28, 1) and first.dtype == np.uint8
+  np.testing.assert_array_equal(model.generate(2, 5, jax.random.PRNGKey(1)), first)  # same key, same images
+  assert not np.array_equal(model.generate(2, 5, jax.random.PRNGKey(2)), first)
+
+
+def test_stylegan2_section_refuses_another_model():
+  section = imbalance_config.get_config("smoke").generators.stylegan2
+  section.model = "cgan"
+  with pytest.raises(ValueError, match="model must be 'stylegan2'"):
+    generators.GENERATORS["stylegan2"].validate(section, (28, 28, 1), 3, 1, "generators.stylegan2.")
