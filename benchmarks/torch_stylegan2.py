@@ -138,9 +138,9 @@ class StyleGenerator(nn.Module):
 def minibatch_stddev(x, group_size: int = 4):
   b, c, h, w = x.shape
   g = min(group_size, b)
-  y = x.reshape(g, b // g, c, h, w)
-  std = torch.sqrt(y.var(dim=0, unbiased=False) + 1e-8).mean(dim=(1, 2, 3))
-  return torch.cat([x, std[None, :, None, None, None].expand(g, -1, 1, h, w).reshape(b, 1, h, w)], dim=1)
+  y = x.reshape(b // g, g, c, h, w)  # groups of consecutive samples, as in gan_jax
+  std = torch.sqrt(y.var(dim=1, unbiased=False) + 1e-8).mean(dim=(1, 2, 3))
+  return torch.cat([x, std[:, None, None, None, None].expand(-1, g, 1, h, w).reshape(b, 1, h, w)], dim=1)
 
 
 class StyleDiscriminator(nn.Module):

@@ -68,6 +68,11 @@ def training_config(model: str, loss: str | None = None) -> ml_collections.Confi
   config.ada_interval = 4
   config.ada_kimg = 500
   config.ada_policy = "translation,geometric,color"
+  # ProGAN (model 'progan'): thousands of real images per fade-in and per stable part of each growth
+  # phase (800 each in Karras et al., 2018), and the drift weight epsilon of E[D(real)^2] (their 1e-3).
+  config.fade_kimg = 800.0
+  config.stable_kimg = 800.0
+  config.drift_weight = 1e-3 if model == "progan" else 0.0
   config.keep_checkpoints = 3
   # NaN/Inf in a loss or gradient: 'error' stops the run naming the step; 'skip' drops the update.
   config.on_nonfinite = "error"

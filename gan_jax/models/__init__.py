@@ -8,7 +8,8 @@ definition instead of testing model names.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ import jax.numpy as jnp
 from gan_jax.models import dcgan
 from gan_jax.models import layers
 from gan_jax.models import mlp
+from gan_jax.models import progan_gan
 from gan_jax.models import stylegan2_gan
 from gan_jax.models.classifier import CNNClassifier
 
@@ -44,8 +46,9 @@ class GANFamily:
     aux_classifier: D predicts the class (ACGAN).
     dropout_rate: D's default dropout.
     recipe: the published training settings.
-    backbone: the networks: 'mlp', 'dcgan' (the DCGAN-style convolutional pair of CONV_SIZES) or
-      'stylegan2' (mapping + synthesis network, residual discriminator).
+    backbone: the networks: 'mlp', 'dcgan' (the DCGAN-style convolutional pair of CONV_SIZES),
+      'stylegan2' (mapping + synthesis network, residual discriminator) or 'progan' (networks
+      grown phase by phase, see `progan_gan`).
   """
   name: str
   convolutional: bool
@@ -73,6 +76,11 @@ FAMILIES: dict[str, GANFamily] = {f.name: f for f in (
     # lazy R1 (config.r1_gamma), Adam 2.5e-3 with betas (0, 0.99) (their CIFAR-10 setting), projection D.
     GANFamily("stylegan2", convolutional=True, conditional=True, label_conditioned_d=True, dropout_rate=0.0,
               recipe=Recipe(lr_g=2.5e-3, lr_d=2.5e-3, b1=0.0, b2=0.99), backbone="stylegan2"),
+    # Karras et al. (ICLR 2018): WGAN-GP with one critic step, lambda 10 (and the drift term, config.drift_weight),
+    # Adam 1e-3 with betas (0, 0.99); conditional through a label embedding in G and projection in D.
+    GANFamily("progan", convolutional=True, conditional=True, label_conditioned_d=True, dropout_rate=0.0,
+              recipe=Recipe(loss="wasserstein", gp_weight=10.0, lr_g=1e-3, lr_d=1e-3, b1=0.0, b2=0.99),
+              backbone="progan"),
 )}
 GAN_MODELS = tuple(FAMILIES)
 # Image sides the convolutional families are built for (28x28 MNIST-like, 32x32 CIFAR-like, and
@@ -97,6 +105,8 @@ class GAN:
     d_takes_labels: D takes labels (cGAN with concat or projection conditioning).
     aux_classifier: D predicts the class (ACGAN).
     output_range: (lo, hi) of generated pixels; real data is scaled to match.
+    stage: the growth phase of a progressive GAN (None for the others).
+    fade_reals: `(images, alpha) -> images` of a progressive GAN's phase (the reals' fade-in).
   """
   name: str
   generator: nn.Module
@@ -107,6 +117,13 @@ class GAN:
   d_takes_labels: bool
   aux_classifier: bool
   output_range: tuple[float, float]
+  stage: int | None = None
+  fade_reals: Callable[[Any, Any], Any] | None = None
+
+  def with_alpha(self, alpha) -> "GAN":
+    """The pair at fade coefficient `alpha` (a traced scalar is fine: it is a module attribute)."""
+    return dataclasses.replace(self, generator=self.generator.clone(alpha=alpha),
+                               discriminator=self.discriminator.clone(alpha=alpha))
 
 
 def get_family(name: str) -> GANFamily:
@@ -118,7 +135,8 @@ def get_family(name: str) -> GANFamily:
 def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim: int | None = None,
               width: int = 64, conditioning: str = "concat", dropout_rate: float | None = None,
               upsample_impl: str = "auto", spectral_norm: bool = False, dtype: Any = jnp.float32,
-              mapping_layers: int = 2, style_mixing_prob: float = 0.9, truncation_psi: float = 1.0) -> GAN:
+              mapping_layers: int = 2, style_mixing_prob: float = 0.9, truncation_psi: float = 1.0,
+              stage: int | None = None) -> GAN:
   """Builds the named GAN for images of `image_shape` (H, W, C).
 
   Args:
@@ -135,6 +153,7 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
     mapping_layers: depth of StyleGAN2's mapping network.
     style_mixing_prob: share of StyleGAN2's training samples whose styles mix two latents.
     truncation_psi: StyleGAN2's sampling-time truncation towards the average w (1: none).
+    stage: ProGAN's growth phase (0: 4x4); None: the last, whose parameters include every phase's.
 
   Raises:
     ValueError: unknown name, conditioning, or unsupported image size.
@@ -149,6 +168,10 @@ def build_gan(name: str, *, image_shape: Sequence[int], num_classes: int, z_dim:
       raise ValueError("spectral_norm is implemented for the DCGAN discriminators; stylegan2 uses R1 instead")
     return _build_stylegan2(image_shape, num_classes, z_dim, width, mapping_layers, style_mixing_prob,
                             truncation_psi)
+  if family.backbone == "progan":
+    if spectral_norm:
+      raise ValueError("spectral_norm is implemented for the DCGAN discriminators; progan uses the gradient penalty")
+    return _build_progan(image_shape, num_classes, z_dim, width, stage)
   if not family.convolutional:
     if spectral_norm:
       raise ValueError(f"spectral_norm is implemented for the convolutional discriminators; {name} has none")
@@ -182,6 +205,22 @@ def _build_stylegan2(image_shape, num_classes, z_dim, width, mapping_layers, sty
                                            style_mixing_prob, truncation_psi)
   discriminator = stylegan2_gan.StyleDiscriminator(height, tuple(reversed(widths)), num_classes)
   return GAN("stylegan2", generator, discriminator, z_dim or w_dim, num_classes, True, True, False, (-1.0, 1.0))
+
+
+def _build_progan(image_shape, num_classes, z_dim, width, stage) -> GAN:
+  """Conditional ProGAN at growth phase `stage` for square images; z of 4 x width (the 4x4 block's channels)."""
+  height, image_width, channels = image_shape
+  if height != image_width:
+    raise ValueError(f"progan needs square images, got {height}x{image_width}")
+  widths = stylegan2_gan.channel_plan(height, width)
+  last = progan_gan.num_stages(height) - 1
+  stage = last if stage is None else stage
+  if not 0 <= stage <= last:
+    raise ValueError(f"progan stage must lie in [0, {last}] for {height}x{height} images, got {stage}")
+  generator = progan_gan.PhaseGenerator(height, channels, widths, num_classes, stage)
+  discriminator = progan_gan.PhaseDiscriminator(height, widths, num_classes, stage)
+  return GAN("progan", generator, discriminator, z_dim or widths[0], num_classes, True, True, False, (-1.0, 1.0),
+             stage=stage, fade_reals=functools.partial(progan_gan.fade_reals, stage=stage))
 
 
 __all__ = ["FAMILIES", "GAN", "GANFamily", "GAN_MODELS", "Recipe", "build_gan", "get_family", "CNNClassifier"]

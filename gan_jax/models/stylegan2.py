@@ -205,14 +205,19 @@ def _noise_inputs(key: jax.Array, batch: int, sizes: Sequence[int]) -> list[jax.
 
 
 def minibatch_stddev(x: jax.Array, group_size: int = 4) -> jax.Array:
-  """Appends one feature map: the standard deviation over groups of samples, averaged over features and pixels."""
+  """Appends one feature map: the standard deviation over groups of samples, averaged over features and pixels.
+
+  Groups are runs of consecutive samples, so a discriminator pass over [reals; fakes] (the GAN
+  step's single pass) never mixes the two in a group when each half is a multiple of the group
+  size, and a group never spans two devices of a sharded batch.
+  """
   b, h, w, c = x.shape
   g = min(group_size, b)
   if b % g:
     raise ValueError(f"batch {b} is not divisible by the minibatch-stddev group size {g}")
-  y = x.reshape(g, b // g, h, w, c)
-  std = jnp.sqrt(jnp.var(y, axis=0) + 1e-8).mean(axis=(1, 2, 3))  # [b // g]
-  feature = jnp.tile(std[None, :, None, None, None], (g, 1, h, w, 1)).reshape(b, h, w, 1)
+  y = x.reshape(b // g, g, h, w, c)
+  std = jnp.sqrt(jnp.var(y, axis=1) + 1e-8).mean(axis=(1, 2, 3))  # [b // g]
+  feature = jnp.broadcast_to(std[:, None, None, None, None], (b // g, g, h, w, 1)).reshape(b, h, w, 1)
   return jnp.concatenate([x, feature], axis=-1)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 
 from typing import Any, Callable, Sequence
 
@@ -30,6 +31,9 @@ from gan_jax import models
 from gan_jax import parallel
 from gan_jax import workdir as workdir_lib
 from gan_jax.models import layers
+from gan_jax.models import progan
+from gan_jax.models import progan_gan
+from gan_jax.models.progan_gan import PhaseSchedule
 from gan_jax.data import device_dataset
 from gan_jax.data import imbalance
 from gan_jax.data import sources
@@ -45,6 +49,9 @@ POSITIVE_FIELDS = ("batch_size", "num_steps", "d_steps", "log_every", "checkpoin
 STYLE_DEFAULTS = {"mapping_layers": 2, "style_mixing_prob": 0.9, "truncation_psi": 1.0, "r1_gamma": 0.0,
                   "r1_interval": 16, "ada_target": 0.0, "ada_interval": 4, "ada_kimg": 500,
                   "ada_policy": ada.DEFAULT_POLICY}
+# ProGAN's growth schedule (thousands of real images per fade-in and per stable part of a phase, as in
+# Karras et al., 2018) and drift term; other families ignore them.
+PROGAN_DEFAULTS = {"fade_kimg": 800.0, "stable_kimg": 800.0, "drift_weight": 0.0}
 # The fields of a standalone run that choose its data; a driver that hands fit_gan its arrays owns them.
 DATA_FIELDS = ("dataset", "seed", "imbalance", "imbalance_rho", "imbalance_n_max", "imbalance_minority_classes",
                "imbalance_fraction", "train_classes", *sources.SOURCE_DEFAULTS)
@@ -52,17 +59,28 @@ DATA_FIELDS = ("dataset", "seed", "imbalance", "imbalance_rho", "imbalance_n_max
 # such a run computed) and the data fields that runs driven by the imbalance benchmark recorded.
 MIGRATIONS = workdir_lib.Migrations(
     added={"train_classes": "", "g_ema_decay": 0.0, "spectral_norm": False, "reuse_fakes": False,
-           "class_balanced": False, "augment": "", **STYLE_DEFAULTS, **sources.SOURCE_DEFAULTS},
+           "class_balanced": False, "augment": "", **STYLE_DEFAULTS, **PROGAN_DEFAULTS, **sources.SOURCE_DEFAULTS},
     retired=DATA_FIELDS)
 NONFINITE_HINT = "Lower the learning rate, or pass --config.on_nonfinite=skip to skip such updates."
 
 
-def build_gan(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int) -> models.GAN:
+def build_gan(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int,
+              stage: int | None = None) -> models.GAN:
+  """The config's GAN (for ProGAN, the growth phase `stage`; None: the last)."""
   return models.build_gan(config.model, image_shape=tuple(image_shape), num_classes=num_classes,
                           z_dim=config.z_dim or None, width=config.width, conditioning=config.conditioning,
                           upsample_impl=config.upsample_impl, spectral_norm=config.spectral_norm,
                           mapping_layers=config.mapping_layers, style_mixing_prob=config.style_mixing_prob,
-                          truncation_psi=config.truncation_psi)
+                          truncation_psi=config.truncation_psi, stage=stage)
+
+
+def phase_schedule(config: ml_collections.ConfigDict, image_shape: Sequence[int]) -> PhaseSchedule | None:
+  """ProGAN's growth phases in steps (a step shows batch_size * d_steps reals); None for other families."""
+  if models.get_family(config.model).backbone != "progan":
+    return None
+  images_per_step = config.batch_size * config.d_steps
+  steps = lambda kimg: max(1, math.ceil(kimg * 1000 / images_per_step - 1e-9))
+  return PhaseSchedule(progan_gan.num_stages(image_shape[0]), steps(config.stable_kimg), steps(config.fade_kimg))
 
 
 def validate_training(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int,
@@ -79,6 +97,9 @@ def validate_training(config: ml_collections.ConfigDict, image_shape: Sequence[i
   checks.in_range(config.style_mixing_prob, prefix + "style_mixing_prob", 0.0, 1.0)
   checks.in_range(config.truncation_psi, prefix + "truncation_psi", 0.0, 1.0)
   checks.non_negative(config.r1_gamma, prefix + "r1_gamma")
+  checks.non_negative(config.drift_weight, prefix + "drift_weight")
+  for field in ("fade_kimg", "stable_kimg"):
+    checks.positive_number(config[field], prefix + field)
   checks.in_range(config.ada_target, prefix + "ada_target", 0.0, 1.0, high_open=True)
   if config.ada_target > 0:
     ada.parse_policy(config.ada_policy)
@@ -101,11 +122,25 @@ def validate_config(config: ml_collections.ConfigDict) -> sources.DatasetInfo:
 @dataclasses.dataclass(frozen=True)
 class GANPrograms:
   """The compiled pieces of one GAN architecture: `init(key)`, `train_step(state, batches)` and
-  `render(state, z, labels)` (eval-mode images)."""
+  `render(state, z, labels)` (eval-mode images); a progressive GAN has one step and one renderer
+  per growth phase (`step_at`, `render_at`), compiled when the phase is first reached."""
   gan: models.GAN
   init: Callable
   train_step: Callable
   render: Callable
+  schedule: PhaseSchedule | None = None
+  phases: tuple[tuple[Callable, Callable], ...] = ()
+
+  def stage_at(self, step: int) -> int:
+    return self.schedule.stage_at(step) if self.schedule else 0
+
+  def step_at(self, step: int) -> Callable:
+    """The train step that takes the state from `step` to `step + 1`."""
+    return self.phases[self.stage_at(step)][0] if self.schedule else self.train_step
+
+  def render_at(self, done: int) -> Callable:
+    """The renderer of a state after `done` steps (the phase that made it, at its fade)."""
+    return self.phases[self.stage_at(max(done - 1, 0))][1] if self.schedule else self.render
 
 
 _PROGRAMS: dict[tuple, GANPrograms] = {}
@@ -126,12 +161,38 @@ def build_programs(config: ml_collections.ConfigDict, image_shape: Sequence[int]
     gan = build_gan(config, image_shape, num_classes)
     g_tx, d_tx = build_optimizers(config)
     init = jax.jit(init_state_fn(config, gan, g_tx, d_tx, tuple(image_shape)), out_shardings=parallel.replicated(mesh))
-    train_step = parallel.data_parallel_jit(
-        gan_step.make_train_step(gan, build_step_config(config), g_tx, d_tx), mesh, batch_axis=1)
-    render = jax.jit(lambda s, z, labels: gan_step.generate(gan, gan_step.sampling_params(s), s.g_batch_stats, z,
-                                                            labels, train=False)[0])
-    _PROGRAMS[key] = GANPrograms(gan, init, train_step, render)
+    step_config = build_step_config(config)
+    make_step = lambda g, cfg: parallel.data_parallel_jit(gan_step.make_train_step(g, cfg, g_tx, d_tx), mesh,
+                                                          batch_axis=1)
+    schedule = phase_schedule(config, image_shape)
+    phases = ()
+    if schedule is not None:
+      # Every phase's networks read the full parameter tree (made by the last phase): parameters of
+      # blocks still to come are unused, their gradients zero, and Adam leaves them untouched.
+      phase_gans = [build_gan(config, image_shape, num_classes, stage) for stage in range(schedule.num_stages)]
+      phases = tuple((make_step(g, _fade_config(step_config, schedule, g.stage)),
+                      _renderer(g, schedule, g.stage)) for g in phase_gans)
+    _PROGRAMS[key] = GANPrograms(gan, init, make_step(gan, step_config), _renderer(gan), schedule, phases)
   return _PROGRAMS[key]
+
+
+def _fade_config(step_config: gan_step.StepConfig, schedule: PhaseSchedule, stage: int) -> gan_step.StepConfig:
+  start, steps = schedule.fade(stage)
+  return dataclasses.replace(step_config, fade_start=start, fade_steps=steps)
+
+
+def _renderer(gan: models.GAN, schedule: PhaseSchedule | None = None, stage: int | None = None) -> Callable:
+  """`render(state, z, labels)`: eval-mode images; a fading phase draws at the alpha of the state's step."""
+
+  def render(state, z, labels):
+    faded = gan
+    if schedule is not None:
+      start, steps = schedule.fade(stage)
+      if steps:
+        faded = gan.with_alpha(progan.fade_alpha(state.step - start, steps))
+    return gan_step.generate(faded, gan_step.sampling_params(state), state.g_batch_stats, z, labels, train=False)[0]
+
+  return jax.jit(render)
 
 
 def build_optimizers(config: ml_collections.ConfigDict):
@@ -147,7 +208,8 @@ def build_step_config(config: ml_collections.ConfigDict) -> gan_step.StepConfig:
                              aux_weight=config.aux_weight, g_ema_decay=config.g_ema_decay,
                              reuse_fakes=config.reuse_fakes, augment=config.augment, r1_gamma=config.r1_gamma,
                              r1_interval=config.r1_interval, ada_target=config.ada_target,
-                             ada_interval=config.ada_interval, ada_kimg=config.ada_kimg, ada_policy=config.ada_policy)
+                             ada_interval=config.ada_interval, ada_kimg=config.ada_kimg, ada_policy=config.ada_policy,
+                             drift_weight=config.drift_weight)
 
 
 def init_state_fn(config: ml_collections.ConfigDict, gan: models.GAN, g_tx, d_tx, image_shape):
@@ -243,23 +305,24 @@ def fit_gan(config: ml_collections.ConfigDict, images_: np.ndarray, labels: np.n
     images_, labels = class_balanced(images_, labels, seed)
   image_shape = tuple(images_.shape[1:])
   programs = build_programs(config, image_shape, num_classes, mesh)
-  gan, train_step = programs.gan, programs.train_step
+  gan = programs.gan
   dataset = device_dataset.DeviceDataset(images_, labels, mesh, gan.output_range)
   init = programs.init
   metric_names: list[str] = []
 
   def step_fn(state, step):
     first = step * config.d_steps
-    state, metrics = train_step(state, dataset.batches(range(first, first + config.d_steps), config.batch_size, seed))
+    batches = dataset.batches(range(first, first + config.d_steps), config.batch_size, seed)
+    state, metrics = programs.step_at(step)(state, batches)
     metric_names[:] = metric_names or [k for k in metrics if k != "nonfinite"]
     return state, metrics
 
   sample_z, sample_labels, rows, cols = fixed_sample_inputs(gan, seed)
-  render_grid = lambda state: programs.render(state, sample_z, sample_labels)
 
   def save_samples(state, done):
-    images.save_grid(fs.join(workdir, "samples", f"step_{done:08d}.png"), np.asarray(jax.device_get(
-        render_grid(state))), rows, cols, gan.output_range)
+    grid = programs.render_at(done)(state, sample_z, sample_labels)
+    images.save_grid(fs.join(workdir, "samples", f"step_{done:08d}.png"), np.asarray(jax.device_get(grid)),
+                     rows, cols, gan.output_range)
 
   result = loop.train(
       init(jax.random.PRNGKey(seed)), step_fn, num_steps=config.num_steps, name=name or config.model,
@@ -328,6 +391,14 @@ def load_generator(config: ml_collections.ConfigDict, workdir: str, *, image_sha
   # The weights are arguments, not constants of the program: runs of one architecture (the
   # per-class GANs of a benchmark) share one compiled sampler.
   params, batch_stats = gan_step.sampling_params(state), state.g_batch_stats
+  schedule = phase_schedule(config, image_shape)
+  if schedule is not None:  # a progressive GAN draws with the phase (and fade) its training reached
+    done = int(jax.device_get(state.step))
+    stage = schedule.stage_at(max(done - 1, 0))
+    gan = build_gan(config, image_shape, num_classes, stage)
+    start, steps = schedule.fade(stage)
+    if steps:
+      gan = gan.with_alpha(float(progan.fade_alpha(done - start, steps)))
 
   @functools.partial(jax.jit, static_argnums=4)
   def sample_batch(params, batch_stats, key, labels, truncation):

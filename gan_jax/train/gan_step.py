@@ -9,7 +9,9 @@ Family differences are data, not code paths: the loss pair comes from
 StyleGAN2's additions are switches of the same step: lazy R1 on the reals every
 `r1_interval` discriminator updates, adaptive discriminator augmentation (ADA) with its
 probability p kept in the state, and a 'noise' PRNG stream for the generator (style
-mixing, per-pixel noise) that other families ignore.
+mixing, per-pixel noise) that other families ignore. ProGAN's are too: one step per growth
+phase (`GAN.stage`), whose fade coefficient follows from the step counter (`fade_start`,
+`fade_steps`), and the drift term on the critic's real scores.
 
 Randomness is `fold_in(state.rng, state.step)`, so a restored state replays the
 exact noise of an uninterrupted run.
@@ -29,6 +31,7 @@ from gan_jax import ada
 from gan_jax import augment
 from gan_jax import losses
 from gan_jax.models import GAN
+from gan_jax.models import progan
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
@@ -80,6 +83,10 @@ class StepConfig:
     ada_interval: generator steps between updates of p.
     ada_kimg: thousands of real images over which p may sweep [0, 1].
     ada_policy: the ADA transformations (see `gan_jax.ada.TRANSFORMS`).
+    fade_start: first step of a progressive GAN's fade-in (the phase's first step).
+    fade_steps: > 0: the networks and the reals fade in with alpha = (step - fade_start) /
+      fade_steps, clipped to [0, 1] (ProGAN); 0: no fade.
+    drift_weight: > 0 adds drift_weight * E[D(real)^2] to the critic's loss (ProGAN's 1e-3).
   """
   loss: str = "non_saturating"
   d_steps: int = 1
@@ -94,6 +101,9 @@ class StepConfig:
   ada_interval: int = 4
   ada_kimg: int = 500
   ada_policy: str = ada.DEFAULT_POLICY
+  fade_start: int = 0
+  fade_steps: int = 0
+  drift_weight: float = 0.0
 
 
 def make_optimizer(learning_rate: float, b1: float, b2: float) -> optax.GradientTransformation:
@@ -254,6 +264,10 @@ def _discriminator_objective(d_params, real, labels, fake, key, update_index=Non
              "d_fake": _d_output_summary(cfg.loss, fake_logits)}
   if ada_p is not None:
     metrics["d_real_sign"] = jnp.mean(jnp.sign(real_logits))  # ADA's over-fitting measure r_t
+  if cfg.drift_weight > 0:
+    drift = progan.drift_penalty(real_logits, cfg.drift_weight)
+    total = total + drift
+    metrics["drift"] = drift
   if cfg.gp_weight > 0:
     # The interpolation draws from gp_key itself, so the augmented critic takes a derived key.
     critic_key = jax.random.fold_in(gp_key, 1) if cfg.augment else gp_key
@@ -326,30 +340,20 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
   real minibatch's labels, so conditional models see the data's class prior in
   both players' updates (a uniform fake prior would let D read "rare label" as "fake").
   """
-  d_objective = functools.partial(_discriminator_objective, gan=gan, cfg=cfg)
-  g_objective = functools.partial(_generator_objective, gan=gan, cfg=cfg)
-  fake_noise = lambda z_key, batch: jax.random.normal(z_key, (batch, gan.z_dim), jnp.float32)
-  ada_p = lambda state: state.ada["p"] if cfg.ada_target > 0 else None
-
-  def d_update(state: GANTrainState, real, labels, key, update_index, fake=None) -> tuple[GANTrainState, Metrics]:
-    z_key, d_key = jax.random.split(key)
-    if fake is None:
-      # Fakes come from G in training mode, like in the generator update; its
-      # running statistics are updated only by the generator step.
-      fake, _ = generate(gan, state.g_params, state.g_batch_stats, fake_noise(z_key, real.shape[0]), labels,
-                         train=True, noise_key=_noise_key(z_key))
-    fake = jax.lax.stop_gradient(fake)
-    grads, metrics = jax.grad(d_objective, has_aux=True)(state.d_params, real, labels, fake, d_key, update_index,
-                                                         ada_p(state))
-    updates, d_opt_state = d_tx.update(grads, state.d_opt_state, state.d_params)
-    state = state.replace(d_params=optax.apply_updates(state.d_params, updates), d_opt_state=d_opt_state)
-    return state, metrics
-
   def train_step(state: GANTrainState, batch: dict) -> tuple[GANTrainState, Metrics]:
     old_state = state
     images, labels = batch["image"], batch["label"]
     if images.shape[0] != cfg.d_steps:
       raise ValueError(f"batch has {images.shape[0]} discriminator minibatches, config d_steps={cfg.d_steps}")
+    fade, gan_now = {}, gan
+    if cfg.fade_steps > 0:
+      alpha = progan.fade_alpha(state.step - cfg.fade_start, cfg.fade_steps)
+      gan_now = gan.with_alpha(alpha)
+      images = jax.vmap(lambda x: gan.fade_reals(x, alpha))(images)
+      fade = {"fade_alpha": alpha}
+    elif gan.stage is not None:  # a progressive GAN's phase without a fade: logged too, so every phase
+      fade = {"fade_alpha": jnp.ones((), jnp.float32)}  # has the same metrics
+    g_objective, fake_noise, ada_p, d_update = _players(gan_now, cfg, d_tx)
     step_key = jax.random.fold_in(state.rng, state.step)
     d_key, g_key = jax.random.split(step_key)
     # A Python loop, not lax.scan: d_steps is small and static, and XLA:CPU lowers
@@ -370,7 +374,8 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
       z_key = jax.random.split(last_key)[0]
       z = fake_noise(z_key, images.shape[1])
       fake, g_vjp, batch_stats = jax.vjp(
-          lambda p: generate(gan, p, state.g_batch_stats, z, labels[-1], train=True, noise_key=_noise_key(z_key)),
+          lambda p: generate(gan_now, p, state.g_batch_stats, z, labels[-1], train=True,
+                             noise_key=_noise_key(z_key)),
           state.g_params, has_aux=True)
       state, metrics_k = d_update(state, images[-1], labels[-1], last_key, update_index(cfg.d_steps - 1), fake=fake)
       per_update.append(metrics_k)
@@ -378,7 +383,7 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
 
     if cfg.reuse_fakes:
       grads, g_metrics = generator_grads_from_fakes(fake, g_vjp, state.d_params, labels[-1],
-                                                    jax.random.split(g_key)[1], ada_p(state), gan=gan, cfg=cfg)
+                                                    jax.random.split(g_key)[1], ada_p(state), gan=gan_now, cfg=cfg)
     else:
       grads, (g_metrics, batch_stats) = jax.grad(g_objective, has_aux=True)(
           state.g_params, state.g_batch_stats, state.d_params, labels[-1], g_key, ada_p(state))
@@ -395,6 +400,30 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
       state = state.replace(ada=ada.adapt(state.ada, d_metrics["d_real_sign"], images.shape[0] * images.shape[1],
                                           old_state.step, target=cfg.ada_target,
                                           interval=cfg.ada_interval, adjust_images=cfg.ada_kimg * 1000))
-    return guard_nonfinite(old_state, state, {**d_metrics, **g_metrics})
+    return guard_nonfinite(old_state, state, {**d_metrics, **g_metrics, **fade})
 
   return train_step
+
+
+def _players(gan: GAN, cfg: StepConfig, d_tx: optax.GradientTransformation):
+  """The step's pieces for one (possibly faded) GAN: G's objective, the fake noise, ADA's p, a D update."""
+  d_objective = functools.partial(_discriminator_objective, gan=gan, cfg=cfg)
+  g_objective = functools.partial(_generator_objective, gan=gan, cfg=cfg)
+  fake_noise = lambda z_key, batch: jax.random.normal(z_key, (batch, gan.z_dim), jnp.float32)
+  ada_p = lambda state: state.ada["p"] if cfg.ada_target > 0 else None
+
+  def d_update(state: GANTrainState, real, labels, key, update_index, fake=None) -> tuple[GANTrainState, Metrics]:
+    z_key, d_key = jax.random.split(key)
+    if fake is None:
+      # Fakes come from G in training mode, like in the generator update; its
+      # running statistics are updated only by the generator step.
+      fake, _ = generate(gan, state.g_params, state.g_batch_stats, fake_noise(z_key, real.shape[0]), labels,
+                         train=True, noise_key=_noise_key(z_key))
+    fake = jax.lax.stop_gradient(fake)
+    grads, metrics = jax.grad(d_objective, has_aux=True)(state.d_params, real, labels, fake, d_key, update_index,
+                                                         ada_p(state))
+    updates, d_opt_state = d_tx.update(grads, state.d_opt_state, state.d_params)
+    state = state.replace(d_params=optax.apply_updates(state.d_params, updates), d_opt_state=d_opt_state)
+    return state, metrics
+
+  return g_objective, fake_noise, ada_p, d_update

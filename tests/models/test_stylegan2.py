@@ -135,3 +135,12 @@ def test_minibatch_stddev_appends_the_group_spread():
   chex.assert_trees_all_close(out[..., 3], jnp.ones((2, 2, 2)), atol=1e-4)
   with pytest.raises(ValueError, match="batch 3 is not divisible"):
     stylegan2.minibatch_stddev(jnp.zeros((3, 2, 2, 1)), group_size=2)
+
+
+def test_minibatch_stddev_groups_never_mix_the_halves_of_reals_and_fakes():
+  reals = jax.random.normal(jax.random.PRNGKey(0), (8, 2, 2, 3))
+  fakes = jnp.zeros((8, 2, 2, 3))  # no spread at all
+  out = stylegan2.minibatch_stddev(jnp.concatenate([reals, fakes]), group_size=4)
+  chex.assert_trees_all_close(out[8:, ..., 3], jnp.full((8, 2, 2), 1e-4), atol=1e-6)  # sqrt(0 + 1e-8)
+  chex.assert_trees_all_close(out[:8], stylegan2.minibatch_stddev(reals, group_size=4))
+  assert float(out[:8, ..., 3].min()) > 0.1

@@ -46,7 +46,9 @@ def test_sharded_stylegan2_step_with_r1_ada_and_mixing_matches_one_device():
   single_state, single_hist = run(step_fn, state, parallel.make_mesh(jax.devices()[:1]), 2)
   sharded_state, sharded_hist = run(step_fn, state, parallel.make_mesh(), 2)
   chex.assert_trees_all_close(single_hist, sharded_hist, rtol=1e-4, atol=1e-5)
-  chex.assert_trees_all_close(single_state, sharded_state, rtol=1e-4, atol=5e-5)
+  # Adam with beta1 = 0 moves each weight by about lr * sign(g) on the first steps, so a gradient near
+  # zero whose float rounding differs between the two reductions may move its weight by a share of lr.
+  chex.assert_trees_all_close(single_state, sharded_state, rtol=1e-4, atol=5e-4)
   # Lazy R1: computed on D update 0 (scaled by the interval), skipped on update 1.
   assert single_hist[0]["r1_penalty"] > 0
   assert single_hist[1]["r1_penalty"] == 0

@@ -66,7 +66,7 @@ def _stopped(record: dict, folder: str) -> None:
 
 
 class ConditionalGAN:
-  """One class-conditional GAN (cgan, acgan, stylegan2) on the whole imbalanced set."""
+  """One class-conditional GAN (cgan, acgan, stylegan2, progan) on the whole imbalanced set."""
   per_class = False
 
   def __init__(self, name: str):
@@ -243,7 +243,7 @@ class ConditionalDiffusion:
 
 
 GENERATORS = {g.name: g for g in (PerClassGAN("dcgan"), ConditionalGAN("cgan"), ConditionalGAN("acgan"),
-                                  ConditionalGAN("stylegan2"),
+                                  ConditionalGAN("stylegan2"), ConditionalGAN("progan"),
                                   ConditionalVAE(), ConditionalDiffusion("ldm"), ConditionalDiffusion("ddpm"))}
 
 

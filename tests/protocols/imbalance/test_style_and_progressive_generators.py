@@ -1,4 +1,4 @@
-"""The `stylegan2` method of the imbalance benchmark: one conditional StyleGAN2-ADA on the imbalanced set."""
+"""The `stylegan2` and `progan` methods of the imbalance benchmark: one conditional model on the imbalanced set."""
 import jax
 import numpy as np
 import pytest
@@ -7,6 +7,7 @@ from experiments.configs import imbalance as imbalance_config
 from gan_jax.protocols.imbalance import generators
 from gan_jax.protocols.imbalance import layout as layout_lib
 from gan_jax.protocols.imbalance import methods
+from gan_jax.train import gan_loop
 
 
 def test_stylegan2_is_a_generator_method_and_combines_with_a_loss():
@@ -19,15 +20,27 @@ def test_stylegan2_is_a_generator_method_and_combines_with_a_loss():
   assert section.r1_gamma > 0 and section.r1_interval == 16
 
 
-def test_stylegan2_method_trains_once_and_generates_each_class(tmp_path):
-  section = imbalance_config.get_config("smoke").generators.stylegan2
+def test_progan_is_an_opt_in_generator_method_that_reaches_the_last_phase():
+  config = imbalance_config.get_config()
+  assert "progan" not in methods.parse_methods(config.methods)
+  assert methods.parse_methods("progan+balanced_softmax") == ["progan+balanced_softmax"]
+  for variant in (None, "cpu"):
+    section = imbalance_config.get_config(variant).generators.progan
+    schedule = gan_loop.phase_schedule(section, (28, 28, 1))
+    assert schedule.stage_at(section.num_steps - 1) == schedule.num_stages - 1
+    assert section.loss == "wasserstein" and section.drift_weight == 1e-3
+
+
+@pytest.mark.parametrize("name", ["stylegan2", "progan"])
+def test_method_trains_once_and_generates_each_class(name, tmp_path):
+  section = imbalance_config.get_config("smoke").generators[name]
   rng = np.random.default_rng(0)
   labels = np.repeat(np.arange(3), [16, 8, 8]).astype(np.int32)
   images = rng.integers(0, 256, (labels.size, 28, 28, 1)).astype(np.uint8)
   data = generators.Data(images, labels, num_classes=3, seed=0, num_devices=jax.device_count())
-  method = generators.GENERATORS["stylegan2"]
+  method = generators.GENERATORS[name]
   assert not method.per_class
-  method.validate(section, data.image_shape, data.num_classes, data.num_devices, "generators.stylegan2.")
+  method.validate(section, data.image_shape, data.num_classes, data.num_devices, f"generators.{name}.")
   layout = layout_lib.Layout(str(tmp_path))
   (stage,) = method.stages(section, layout, data, range(3))
   record = stage.run()
