@@ -171,7 +171,7 @@ def build_programs(config: ml_collections.ConfigDict, image_shape: Sequence[int]
       # blocks still to come are unused, their gradients zero, and Adam leaves them untouched.
       phase_gans = [build_gan(config, image_shape, num_classes, stage) for stage in range(schedule.num_stages)]
       phases = tuple((make_step(g, _fade_config(step_config, schedule, g.stage)),
-                      _renderer(g, schedule, g.stage)) for g in phase_gans)
+                      _renderer(g, schedule)) for g in phase_gans)
     _PROGRAMS[key] = GANPrograms(gan, init, make_step(gan, step_config), _renderer(gan), schedule, phases)
   return _PROGRAMS[key]
 
@@ -181,15 +181,17 @@ def _fade_config(step_config: gan_step.StepConfig, schedule: PhaseSchedule, stag
   return dataclasses.replace(step_config, fade_start=start, fade_steps=steps)
 
 
-def _renderer(gan: models.GAN, schedule: PhaseSchedule | None = None, stage: int | None = None) -> Callable:
+def at_fade(gan: models.GAN, schedule: PhaseSchedule, done) -> models.GAN:
+  """A progressive GAN's phase `gan` at the fade coefficient of a state after `done` steps."""
+  start, steps = schedule.fade(gan.stage)
+  return gan.with_alpha(progan.fade_alpha(done - start, steps)) if steps else gan
+
+
+def _renderer(gan: models.GAN, schedule: PhaseSchedule | None = None) -> Callable:
   """`render(state, z, labels)`: eval-mode images; a fading phase draws at the alpha of the state's step."""
 
   def render(state, z, labels):
-    faded = gan
-    if schedule is not None:
-      start, steps = schedule.fade(stage)
-      if steps:
-        faded = gan.with_alpha(progan.fade_alpha(state.step - start, steps))
+    faded = gan if schedule is None else at_fade(gan, schedule, state.step)
     return gan_step.generate(faded, gan_step.sampling_params(state), state.g_batch_stats, z, labels, train=False)[0]
 
   return jax.jit(render)
@@ -395,10 +397,7 @@ def load_generator(config: ml_collections.ConfigDict, workdir: str, *, image_sha
   if schedule is not None:  # a progressive GAN draws with the phase (and fade) its training reached
     done = int(jax.device_get(state.step))
     stage = schedule.stage_at(max(done - 1, 0))
-    gan = build_gan(config, image_shape, num_classes, stage)
-    start, steps = schedule.fade(stage)
-    if steps:
-      gan = gan.with_alpha(float(progan.fade_alpha(done - start, steps)))
+    gan = at_fade(build_gan(config, image_shape, num_classes, stage), schedule, float(done))
 
   @functools.partial(jax.jit, static_argnums=4)
   def sample_batch(params, batch_stats, key, labels, truncation):
