@@ -51,6 +51,13 @@ def training_config(model: str) -> ml_collections.ConfigDict:
   config.ae_batch_size = 128
   config.ae_steps = 5_000
   config.ae_learning_rate = 1e-3
+  # Optional patch discriminator on the reconstructions (latent diffusion's autoencoders use 0.5 from a
+  # late step on): 0 turns it off. Its generator loss is scaled by the adaptive weight of Esser et al.
+  config.ae_disc_weight = 0.0
+  config.ae_disc_start = 1_000  # first-stage step at which the discriminator term starts
+  config.ae_disc_width = 32
+  config.ae_disc_layers = 2  # stride-2 layers of the PatchGAN: 34x34 patches, the whole 28/32 px image
+  config.ae_disc_loss = "hinge"
   return config
 
 
@@ -73,6 +80,8 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str | None) -> ml_
     config.ae_widths = (8, 16)
     config.batch_size = config.ae_batch_size = 16
     config.num_steps = config.ae_steps = 6
+    config.ae_disc_start = 3
+    config.ae_disc_width = 8
     config.log_every = config.checkpoint_every = 3
     config.diffusion_steps = 100
     config.sample_steps = 4

@@ -14,9 +14,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gan_jax import losses
 from gan_jax.diffusion import objective
 from gan_jax.diffusion import sampling
 from gan_jax.diffusion import schedule as schedule_lib
+from gan_jax.models import kl_autoencoder
 
 PyTree = Any
 RECONSTRUCTIONS = ("l1", "l2")
@@ -53,15 +55,40 @@ def _apply(state: TrainState, grads, loss, tx, ema_decay: float) -> TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class FirstStageConfig:
-  """reconstruction: 'l1' or 'l2' per pixel; kl_weight: weight of the KL to N(0, I) (1e-6 in latent diffusion)."""
+  """The first stage's loss.
+
+  reconstruction: 'l1' or 'l2' per pixel; kl_weight: weight of the KL to N(0, I) (1e-6 in latent diffusion);
+  disc_weight: scale of the patch discriminator's generator loss (0: no discriminator; 0.5 in latent
+  diffusion's autoencoders), applied from step disc_start on with the adaptive weight of `adaptive_weight`;
+  disc_loss: a name of `gan_jax.losses.ADVERSARIAL_LOSSES`.
+  """
   reconstruction: str = "l1"
   kl_weight: float = 1e-6
+  disc_weight: float = 0.0
+  disc_start: int = 0
+  disc_loss: str = "hinge"
 
   def __post_init__(self):
     if self.reconstruction not in RECONSTRUCTIONS:
       raise ValueError(f"Unknown reconstruction '{self.reconstruction}'; choose one of: {', '.join(RECONSTRUCTIONS)}")
     if self.kl_weight < 0:
       raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
+    if self.disc_weight < 0:
+      raise ValueError(f"ae_disc_weight must be >= 0, got {self.disc_weight}")
+    if self.disc_start < 0:
+      raise ValueError(f"ae_disc_start must be >= 0, got {self.disc_start}")
+    losses.get_adversarial_losses(self.disc_loss)
+
+  @property
+  def adversarial(self) -> bool:
+    return self.disc_weight > 0
+
+
+@flax.struct.dataclass
+class AdversarialTrainState(TrainState):
+  """A first stage trained against a patch discriminator: the autoencoder's state plus the critic's."""
+  critic_params: PyTree
+  critic_opt_state: PyTree
 
 
 def first_stage_loss(reconstruction: jax.Array, images: jax.Array, mean: jax.Array, logvar: jax.Array,
@@ -74,10 +101,29 @@ def first_stage_loss(reconstruction: jax.Array, images: jax.Array, mean: jax.Arr
   return loss, {"loss": loss, "recon": recon, "kl": kl}
 
 
-def make_first_stage_step(model, tx: optax.GradientTransformation, cfg: FirstStageConfig) -> Callable:
-  """(state, batch {'image' [B, H, W, C] in [-1, 1]}) -> (state, metrics)."""
+def adaptive_weight(reconstruction_grad: jax.Array, generator_grad: jax.Array) -> jax.Array:
+  """||grad of the reconstruction loss|| / (||grad of the generator loss|| + 1e-4), clipped to [0, 1e4].
 
-  def step(state: TrainState, batch: dict):
+  Both gradients are taken at the decoder's last layer, so the adversarial term pulls on the output
+  as hard as the reconstruction does, whatever the losses' scales (Esser et al., CVPR 2021, eq. 7).
+  """
+  ratio = jnp.linalg.norm(reconstruction_grad) / (jnp.linalg.norm(generator_grad) + 1e-4)
+  return jax.lax.stop_gradient(jnp.clip(ratio, 0.0, 1e4))
+
+
+def make_first_stage_step(model, tx: optax.GradientTransformation, cfg: FirstStageConfig, critic=None,
+                          critic_tx: optax.GradientTransformation | None = None) -> Callable:
+  """(state, batch {'image' [B, H, W, C] in [-1, 1]}) -> (state, metrics).
+
+  With `cfg.adversarial`, `critic` (a patch discriminator) and `critic_tx` train on reals against the
+  step's reconstructions, and the autoencoder's loss gains disc_weight x adaptive weight x the
+  generator loss from step `cfg.disc_start` on; before it the step equals the plain one.
+  """
+  if cfg.adversarial and (critic is None or critic_tx is None):
+    raise ValueError("a first stage with ae_disc_weight > 0 needs a critic and its optimiser")
+  d_loss_fn, g_loss_fn = losses.get_adversarial_losses(cfg.disc_loss)
+
+  def plain_step(state: TrainState, batch: dict):
     def loss_fn(params):
       reconstruction, mean, logvar = model.apply({"params": params}, batch["image"], state.step_key())
       return first_stage_loss(reconstruction, batch["image"], mean, logvar, cfg)
@@ -85,7 +131,41 @@ def make_first_stage_step(model, tx: optax.GradientTransformation, cfg: FirstSta
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     return _apply(state, grads, loss, tx, 0.0), metrics
 
-  return step
+  def adversarial_step(state: AdversarialTrainState, batch: dict):
+    images = batch["image"]
+    active = (state.step >= cfg.disc_start).astype(images.dtype)
+
+    def terms(params):
+      reconstruction, mean, logvar = model.apply({"params": params}, images, state.step_key())
+      nll, metrics = first_stage_loss(reconstruction, images, mean, logvar, cfg)
+      g_loss = g_loss_fn(critic.apply({"params": state.critic_params}, reconstruction))
+      return (nll, g_loss), (reconstruction, metrics)
+
+    # One forward pass, two backward passes: the gradients of each term, for the adaptive weight.
+    (nll, g_loss), pullback, (reconstruction, metrics) = jax.vjp(terms, state.params, has_aux=True)
+    (nll_grads,) = pullback((jnp.ones_like(nll), jnp.zeros_like(g_loss)))
+    (g_grads,) = pullback((jnp.zeros_like(nll), jnp.ones_like(g_loss)))
+    weight = active * cfg.disc_weight * adaptive_weight(kl_autoencoder.output_kernel(nll_grads),
+                                                        kl_autoencoder.output_kernel(g_grads))
+    grads = jax.tree.map(lambda a, b: a + weight * b, nll_grads, g_grads)
+    loss = nll + weight * g_loss
+
+    def critic_loss(critic_params):
+      logits = critic.apply({"params": critic_params},
+                            jnp.concatenate([images, jax.lax.stop_gradient(reconstruction)]))
+      real, fake = jnp.split(logits, 2)
+      return active * d_loss_fn(real, fake)
+
+    d_loss, d_grads = jax.value_and_grad(critic_loss)(state.critic_params)
+    updates, critic_opt_state = critic_tx.update(d_grads, state.critic_opt_state, state.critic_params)
+    finite = jnp.isfinite(d_loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(d_grads)]))
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    critic_params = keep(optax.apply_updates(state.critic_params, updates), state.critic_params)
+    state = _apply(state, grads, loss, tx, 0.0).replace(
+        critic_params=critic_params, critic_opt_state=keep(critic_opt_state, state.critic_opt_state))
+    return state, {**metrics, "loss": loss, "g_loss": g_loss, "d_loss": d_loss, "disc_weight": weight}
+
+  return adversarial_step if cfg.adversarial else plain_step
 
 
 @dataclasses.dataclass(frozen=True)

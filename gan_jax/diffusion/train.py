@@ -31,6 +31,7 @@ from gan_jax.diffusion import sampling
 from gan_jax.diffusion import schedule as schedule_lib
 from gan_jax.diffusion import steps
 from gan_jax.models import kl_autoencoder
+from gan_jax.models import translation
 from gan_jax.models import unet
 from gan_jax.train import loop
 
@@ -38,12 +39,15 @@ MODELS = ("ldm", "ddpm")
 OUTPUT_RANGE = (-1.0, 1.0)
 POSITIVE_FIELDS = ("batch_size", "num_steps", "log_every", "checkpoint_every", "keep_checkpoints", "diffusion_steps",
                    "sample_steps", "heads", "context_dim", "blocks_per_level", "ae_batch_size", "ae_steps",
-                   "latent_channels")
+                   "latent_channels", "ae_disc_width")
 FIRST_STAGE = "first_stage"
 SCALE_FILE = "latent_scale.json"
 # Fields a rerun may change and still resume (more steps continue both stages).
 RESUMABLE_FIELDS = (*workdir_lib.RESUMABLE_FIELDS, "ae_steps", "guidance", "sample_steps", "sampler", "eta")
 NONFINITE_HINT = "Lower --config.learning_rate (or --config.ae_learning_rate)."
+# The first stage's optional patch discriminator: runs recorded before these fields trained without one.
+MIGRATIONS = workdir_lib.Migrations(added=dict(ae_disc_weight=0.0, ae_disc_start=1_000, ae_disc_width=32,
+                                               ae_disc_layers=2, ae_disc_loss="hinge"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +64,8 @@ class Programs:
   tx: optax.GradientTransformation
   denoiser_cfg: steps.DenoiserConfig
   first_stage_cfg: steps.FirstStageConfig
+  critic: translation.PatchDiscriminator | None  # the first stage's patch discriminator (ae_disc_weight > 0)
+  critic_tx: optax.GradientTransformation | None
 
 
 def build(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int) -> Programs:
@@ -85,10 +91,20 @@ def build(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_cla
   schedule = schedule_lib.make(config.schedule, config.diffusion_steps)
   sampling.timesteps(config.diffusion_steps, config.sample_steps)  # checks sample_steps
   checks.one_of(config.sampler, sampling.SAMPLERS, "sampler")
+  first_stage_cfg = steps.FirstStageConfig(config.reconstruction, config.kl_weight, config.ae_disc_weight,
+                                           config.ae_disc_start, config.ae_disc_loss)
+  critic, critic_tx = None, None
+  if latent and first_stage_cfg.adversarial:
+    if config.ae_disc_layers not in translation.PATCH_SIZES.values():
+      raise ValueError(f"config.ae_disc_layers must be one of {sorted(translation.PATCH_SIZES.values())}, "
+                       f"got {config.ae_disc_layers}")
+    # Latent diffusion's autoencoders train both players with Adam (0.5, 0.9) at one rate.
+    critic = translation.PatchDiscriminator(config.ae_disc_width, config.ae_disc_layers)
+    critic_tx = optax.adam(config.ae_learning_rate, b1=0.5, b2=0.9)
   return Programs(config.model, image_shape, data_shape, num_classes, first_stage, denoiser, schedule,
                   optax.adam(config.ae_learning_rate), optax.adamw(config.learning_rate, weight_decay=0.0),
                   steps.DenoiserConfig(config.prediction, config.label_dropout, config.ema_decay),
-                  steps.FirstStageConfig(config.reconstruction, config.kl_weight))
+                  first_stage_cfg, critic, critic_tx)
 
 
 def validate_training(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int,
@@ -122,7 +138,12 @@ def _first_stage_init(programs: Programs, seed: int):
   model = programs.first_stage
   key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
   params = model.init(key, jnp.zeros((1,) + programs.image_shape), key)["params"]
-  return steps.init_state(params, programs.ae_tx, jax.random.fold_in(key, 2))
+  state = steps.init_state(params, programs.ae_tx, jax.random.fold_in(key, 2))
+  if programs.critic is None:
+    return state
+  critic_params = programs.critic.init(jax.random.fold_in(key, 5), jnp.zeros((1,) + programs.image_shape))["params"]
+  return steps.AdversarialTrainState(**vars(state), critic_params=critic_params,
+                                     critic_opt_state=programs.critic_tx.init(critic_params))
 
 
 def _denoiser_init(programs: Programs, seed: int):
@@ -151,13 +172,15 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
   programs = build(config, images.shape[1:], num_classes)
   name = name or config.model
   if jax.process_index() == 0:
-    workdir_lib.prepare(workdir, config, overwrite=overwrite, resumable_fields=RESUMABLE_FIELDS)
+    workdir_lib.prepare(workdir, config, overwrite=overwrite, resumable_fields=RESUMABLE_FIELDS,
+                        migrations=MIGRATIONS)
   dataset = device_dataset.DeviceDataset(images, labels, mesh, OUTPUT_RANGE)
   to_latent, scale = None, None
   if programs.first_stage is not None:
     folder = fs.join(workdir, FIRST_STAGE)
     ae_step = parallel.data_parallel_jit(
-        steps.make_first_stage_step(programs.first_stage, programs.ae_tx, programs.first_stage_cfg), mesh)
+        steps.make_first_stage_step(programs.first_stage, programs.ae_tx, programs.first_stage_cfg, programs.critic,
+                                    programs.critic_tx), mesh)
     result = _train_stage(
         jax.jit(lambda: _first_stage_init(programs, seed), out_shardings=parallel.replicated(mesh))(),
         lambda state, step: ae_step(state, jax.tree.map(lambda x: x[0], dataset.batches(

@@ -90,3 +90,15 @@ class KLAutoencoder(nn.Module):
 def latent_shape(image_shape: Sequence[int], latent_channels: int) -> tuple[int, int, int]:
   h, w = (-(-s // DOWNSAMPLING) for s in image_shape[:2])
   return (h, w, latent_channels)
+
+
+def output_kernel(params) -> jax.Array:
+  """The kernel of the decoder's last convolution (the layer that writes the image channels).
+
+  The adversarial term of the first stage is weighted by the ratio of the reconstruction's and the
+  generator loss's gradient norms at this layer (Esser et al., CVPR 2021, eq. 7).
+  """
+  decoder = params["decoder"]
+  convs = [name for name in decoder if name.startswith("Conv_")]
+  return decoder[max(convs, key=lambda name: int(name.split("_")[1]))]["kernel"]
+

@@ -15,6 +15,7 @@ from gan_jax import checks
 from gan_jax import workdir
 from gan_jax.data import imbalance
 from gan_jax.data import sources
+from gan_jax.diffusion import train as diffusion_train
 from gan_jax.protocols.imbalance import generators
 from gan_jax.protocols.imbalance import methods as methods_lib
 from gan_jax.train import classifier_loop
@@ -37,7 +38,8 @@ MIGRATIONS = workdir.Migrations(added={
     # The CNN was the only classifier.
     "model": "cnn", "resnet_blocks": 5,
     # Inception metrics came later; 'auto' computes none for grayscale data or without weights.
-    "inception_metrics": "auto", "fid_weights": ""}) | gan_loop.MIGRATIONS | vae_loop.MIGRATIONS
+    "inception_metrics": "auto", "fid_weights": ""}
+) | gan_loop.MIGRATIONS | vae_loop.MIGRATIONS | diffusion_train.MIGRATIONS
 
 
 def _generators_used(config: dict) -> set[str]:

@@ -1,0 +1,147 @@
+"""The first stage's optional patch discriminator: adaptive weight, start step, sharding, a whole smoke run."""
+import json
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from experiments.configs import ldm_mnist
+from gan_jax import losses
+from gan_jax import parallel
+from gan_jax.diffusion import driver
+from gan_jax.diffusion import steps
+from gan_jax.diffusion import train
+from gan_jax.models import kl_autoencoder
+from gan_jax.models import translation
+
+IMAGE_SHAPE = (12, 12, 1)
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ([3.0, 4.0], [0.0, 1.0], 5.0 / (1.0 + 1e-4)),
+    ([0.0, 0.0], [1.0, 0.0], 0.0),
+    ([1.0, 0.0], [0.0, 0.0], 1e4),  # clipped: no generator gradient at all
+])
+def test_adaptive_weight_is_the_clipped_ratio_of_gradient_norms(a, b, expected):
+  chex.assert_trees_all_close(steps.adaptive_weight(jnp.array(a), jnp.array(b)), jnp.float32(expected), rtol=1e-6)
+
+
+def test_output_kernel_is_the_layer_that_writes_the_image():
+  model = kl_autoencoder.KLAutoencoder(IMAGE_SHAPE, 2, (8, 16))
+  key = jax.random.PRNGKey(0)
+  params = model.init(key, jnp.zeros((1,) + IMAGE_SHAPE), key)["params"]
+  kernel = kl_autoencoder.output_kernel(params)
+  assert kernel.shape[-1] == IMAGE_SHAPE[-1]
+  # With that kernel zeroed, every decoded pixel is the layer's bias: no earlier layer reaches the output.
+  zeroed = jax.tree.map(lambda x: x, params)
+  last = [k for k, v in zeroed["decoder"].items() if v.get("kernel") is kernel][0]
+  zeroed["decoder"][last] = {"kernel": jnp.zeros_like(kernel), "bias": jnp.full_like(zeroed["decoder"][last]["bias"], 0.3)}
+  out = model.apply({"params": zeroed}, jax.random.normal(key, (2, 3, 3, 2)), method=model.decode)
+  chex.assert_trees_all_close(out, jnp.full_like(out, 0.3))
+
+
+@pytest.fixture(scope="module")
+def setup():
+  """One adversarial and one plain first-stage step, jitted once for the module; the critic starts at step 1."""
+  model = kl_autoencoder.KLAutoencoder(IMAGE_SHAPE, 2, (8, 16))
+  critic = translation.PatchDiscriminator(8, 1)
+  tx, critic_tx = optax.adam(1e-3), optax.adam(1e-3, b1=0.5, b2=0.9)
+  key = jax.random.PRNGKey(0)
+  params = model.init(key, jnp.zeros((1,) + IMAGE_SHAPE), key)["params"]
+  critic_params = critic.init(jax.random.PRNGKey(1), jnp.zeros((1,) + IMAGE_SHAPE))["params"]
+  plain = steps.init_state(params, tx, jax.random.PRNGKey(2))
+  state = steps.AdversarialTrainState(**vars(plain), critic_params=critic_params,
+                                      critic_opt_state=critic_tx.init(critic_params))
+  cfg = steps.FirstStageConfig(disc_weight=0.5, disc_start=1)
+  batch = {"image": jax.random.uniform(jax.random.PRNGKey(3), (8,) + IMAGE_SHAPE, minval=-1, maxval=1)}
+  step = steps.make_first_stage_step(model, tx, cfg, critic, critic_tx)
+  plain_step = jax.jit(steps.make_first_stage_step(model, tx, steps.FirstStageConfig()))
+  return model, critic, cfg, state, plain, batch, step, plain_step
+
+
+def test_before_the_start_step_the_step_is_the_plain_one_and_the_critic_is_frozen(setup):
+  _, _, _, state, plain, batch, step, plain_step = setup
+  new, metrics = jax.jit(step)(state, batch)
+  expected, plain_metrics = plain_step(plain, batch)
+  chex.assert_trees_all_close(new.params, expected.params, atol=1e-6)
+  chex.assert_trees_all_equal(new.critic_params, state.critic_params)
+  assert float(metrics["d_loss"]) == 0.0 and float(metrics["disc_weight"]) == 0.0
+  np.testing.assert_allclose(metrics["loss"], plain_metrics["loss"], rtol=1e-6)
+
+
+def test_from_the_start_step_the_loss_adds_the_weighted_generator_term(setup):
+  model, critic, cfg, state, plain, batch, step, plain_step = setup
+  state, plain = state.replace(step=jnp.ones((), jnp.int32)), plain.replace(step=jnp.ones((), jnp.int32))
+  new, metrics = jax.jit(step)(state, batch)
+  images, key = batch["image"], state.step_key()
+
+  def nll(params):
+    rec, mean, logvar = model.apply({"params": params}, images, key)
+    return steps.first_stage_loss(rec, images, mean, logvar, cfg)[0]
+
+  def g_loss(params):
+    rec, _, _ = model.apply({"params": params}, images, key)
+    return losses.hinge_generator_loss(critic.apply({"params": state.critic_params}, rec))
+
+  weight = 0.5 * steps.adaptive_weight(kl_autoencoder.output_kernel(jax.grad(nll)(state.params)),
+                                       kl_autoencoder.output_kernel(jax.grad(g_loss)(state.params)))
+  np.testing.assert_allclose(metrics["disc_weight"], weight, rtol=1e-4)
+  np.testing.assert_allclose(metrics["loss"], nll(state.params) + weight * g_loss(state.params), rtol=1e-5)
+  assert float(metrics["d_loss"]) > 0
+  expected, _ = plain_step(plain, batch)
+  assert not np.allclose(kl_autoencoder.output_kernel(new.params), kl_autoencoder.output_kernel(expected.params))
+  assert not np.allclose(new.critic_params["logits"]["kernel"], state.critic_params["logits"]["kernel"])
+
+
+def test_adversarial_step_sharded_over_8_devices_equals_one_device(setup):
+  _, _, _, state, _, batch, step, _ = setup
+  host_state, host_batch = jax.device_get((state, batch))
+  results = []
+  for devices in (jax.devices(), jax.devices()[:1]):
+    mesh = parallel.make_mesh(devices)
+    run = parallel.data_parallel_jit(step, mesh)
+    new = parallel.replicate(host_state, mesh)
+    for _ in range(2):
+      new, metrics = run(new, parallel.shard_batch(host_batch, mesh))
+    results.append(jax.device_get((new.params, new.critic_params, metrics["loss"])))
+  assert jax.device_count() == 8
+  chex.assert_trees_all_close(results[0], results[1], atol=2e-5, rtol=2e-5)
+
+
+def test_smoke_run_with_the_discriminator_checkpoints_the_critic_and_samples(idx_dir, tmp_path):
+  config = ldm_mnist.get_config("smoke")
+  config.ae_disc_weight = 0.5  # from step 3 of 6
+  images, labels = driver.gan_loop.load_train_arrays(config, str(idx_dir))
+  workdir = str(tmp_path / "run")
+  train.fit_diffusion(config, images, labels, workdir, num_classes=10, seed=config.seed)
+  records = [json.loads(l) for l in open(os.path.join(workdir, "first_stage", "metrics.jsonl"))]
+  assert [r["step"] for r in records] == [3, 6]
+  assert records[0]["d_loss"] == 0.0 and records[1]["d_loss"] > 0 and records[1]["disc_weight"] > 0
+  # The checkpoint holds the critic as trained (a rerun resumes both players), not as initialised.
+  programs = train.build(config, (28, 28, 1), 10)
+  template = train._first_stage_init(programs, config.seed)  # pylint: disable=protected-access
+  restored = train._restore(template, os.path.join(workdir, "first_stage"))  # pylint: disable=protected-access
+  assert int(restored.step) == 6
+  assert not np.allclose(restored.critic_params["logits"]["kernel"], template.critic_params["logits"]["kernel"])
+  samples = train.load_sampler(config, workdir, image_shape=(28, 28, 1), num_classes=10)(
+      jax.random.PRNGKey(1), np.arange(10))
+  chex.assert_shape(samples, (10, 28, 28, 1))
+  assert samples.std() > 0
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("ae_disc_weight", -0.5, "ae_disc_weight must be >= 0, got -0.5"),
+    ("ae_disc_loss", "relu", "Unknown loss 'relu'; choose one of: hinge, least_squares"),
+    ("ae_disc_layers", 7, r"config.ae_disc_layers must be one of \[1, 2, 3, 4, 5\], got 7"),
+    ("ae_disc_start", -1, "ae_disc_start must be >= 0, got -1"),
+])
+def test_bad_discriminator_fields_are_refused_before_training(field, value, message):
+  config = ldm_mnist.get_config("smoke")
+  config.ae_disc_weight = 0.5
+  config[field] = value
+  with pytest.raises(ValueError, match=message):
+    driver.validate_config(config)
