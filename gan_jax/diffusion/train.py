@@ -231,19 +231,41 @@ def load_sampler(config: ml_collections.ConfigDict, workdir: str, *, image_shape
   """
   programs = build(config, image_shape, num_classes)
   state = _restore(jax.jit(lambda: _denoiser_init(programs, 0))(), workdir)
-  decode, reconstruct, scale = None, None, 1.0
+  first_stage_params, scale = None, 1.0
   if programs.first_stage is not None:
     folder = fs.join(workdir, FIRST_STAGE)
-    ae_state = _restore(jax.jit(lambda: _first_stage_init(programs, 0))(), folder)
+    first_stage_params = _restore(jax.jit(lambda: _first_stage_init(programs, 0))(), folder).params
     scale = float(fs.read_json(fs.join(folder, SCALE_FILE))["latent_scale"])
-    decode = lambda z: programs.first_stage.apply({"params": ae_state.params}, z / scale,
-                                                   method=programs.first_stage.decode)
+  return make_sampler(config, programs, state.ema_params, first_stage_params, scale)
+
+
+def initial_parameters(programs: Programs, seed: int = 0) -> tuple[Any, Any]:
+  """(denoiser, first stage or None) parameters as initialised: what sampling costs needs no training."""
+  denoiser = jax.jit(lambda: _denoiser_init(programs, seed))().ema_params
+  first_stage = jax.jit(lambda: _first_stage_init(programs, seed))().params if programs.first_stage else None
+  return denoiser, first_stage
+
+
+def make_sampler(config: ml_collections.ConfigDict, programs: Programs, params: Any, first_stage_params: Any,
+                 scale: float) -> Callable[..., np.ndarray]:
+  """`sample(key, labels, batch_size=500, guidance=config.guidance) -> uint8 images` from given parameters.
+
+  Args:
+    config: the run's config (sampler, sample_steps, eta, prediction, guidance).
+    programs: `build(config, ...)`.
+    params: the denoiser's parameters.
+    first_stage_params: the autoencoder's parameters (ldm), else None.
+    scale: the latent scale factor the denoiser was trained with (1.0 on pixels).
+  """
+  decode, reconstruct = None, None
+  if programs.first_stage is not None:
+    model = programs.first_stage
+    decode = lambda z: model.apply({"params": first_stage_params}, z / scale, method=model.decode)
     # The first stage alone: images in [-1, 1] -> decoded latent means.
-    reconstruct = jax.jit(lambda x: programs.first_stage.apply(
-        {"params": ae_state.params}, programs.first_stage.apply({"params": ae_state.params}, x,
-                                                                method=programs.first_stage.encode)[0],
-        method=programs.first_stage.decode))
-  params = state.ema_params
+    reconstruct = jax.jit(lambda x: model.apply(
+        {"params": first_stage_params}, model.apply({"params": first_stage_params}, x, method=model.encode)[0],
+        method=model.decode))
+  num_classes = programs.num_classes
 
   @functools.partial(jax.jit, static_argnames=("trajectory",))
   def sample_batch(params, key, labels, guidance, trajectory=False):
@@ -262,7 +284,7 @@ def load_sampler(config: ml_collections.ConfigDict, workdir: str, *, image_shape
     labels = np.asarray(labels, np.int32)
     g = float(config.guidance if guidance is None else guidance)
     if not len(labels):
-      return np.zeros((0,) + tuple(image_shape), np.uint8)
+      return np.zeros((0,) + programs.image_shape, np.uint8)
     images = batching.map_chunks(lambda index, rows: sample_batch(params, jax.random.fold_in(key, index),
                                                                   labels[rows], g), len(labels), batch_size)
     return images_lib.to_uint8(images, OUTPUT_RANGE)
