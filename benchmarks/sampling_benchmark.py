@@ -38,17 +38,6 @@ class SamplingOptions:
   repeats: int = 3
 
 
-def validate(config: ml_collections.ConfigDict, opts: SamplingOptions, image_shape, num_classes: int) -> None:
-  """One-line errors for bad step counts, batch or repeats, before anything compiles."""
-  train.build(config, image_shape, num_classes)
-  for n in opts.sample_steps:
-    if not 1 <= n <= config.diffusion_steps:
-      raise ValueError(f"sample_steps {n} must lie in [1, {config.diffusion_steps}] (the config's diffusion_steps)")
-  for name in ("batch_size", "repeats"):
-    if getattr(opts, name) < 1:
-      raise ValueError(f"{name} must be >= 1, got {getattr(opts, name)}")
-
-
 def run(config: ml_collections.ConfigDict, opts: SamplingOptions, *, image_shape: Sequence[int],
         num_classes: int) -> dict[str, Any]:
   """Times one batch of `opts.batch_size` images per call at every step count in `opts.sample_steps`.
@@ -57,8 +46,13 @@ def run(config: ml_collections.ConfigDict, opts: SamplingOptions, *, image_shape
     {'model', 'sampler', 'guidance', 'batch_size', 'machine', 'rows': [{'sample_steps', 'compile_s',
     'seconds_per_batch_median', 'images_per_sec', 'denoiser_evaluations_per_image'}]}.
   """
-  validate(config, opts, image_shape, num_classes)
-  programs = train.build(config, image_shape, num_classes)
+  for name in ("batch_size", "repeats"):
+    if getattr(opts, name) < 1:
+      raise ValueError(f"{name} must be >= 1, got {getattr(opts, name)}")
+  programs = train.build(config, image_shape, num_classes)  # checks every config field
+  for n in opts.sample_steps:
+    if not 1 <= n <= config.diffusion_steps:
+      raise ValueError(f"sample_steps {n} must lie in [1, {config.diffusion_steps}] (the config's diffusion_steps)")
   params, first_stage_params = train.initial_parameters(programs)
   labels = np.arange(opts.batch_size) % num_classes
   rows = []
