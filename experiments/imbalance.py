@@ -2,7 +2,8 @@ r"""The imbalance benchmark: does generative oversampling help a classifier on i
 
   python -m experiments.imbalance --config=experiments/configs/imbalance.py:cpu --workdir=/tmp/imbalance \
       [--config.dataset=fashion_mnist] [--config.profile=deepsmote_100] [--config.methods=none,smote,cgan] \
-      [--config.num_seeds=5] [--classifier_seeds=auto|stacked|sequential]
+      [--config.num_seeds=5] [--classifier_seeds=auto|stacked|sequential] \
+      [--class_generators=auto|stacked|sequential]
 
 Makes the train split imbalanced, builds each method's training set (classic
 remedies and generated images), trains the same CNN with several seeds per
@@ -24,11 +25,17 @@ _CLASSIFIER_SEEDS = flags.DEFINE_enum(
     "classifier_seeds", "auto", pipeline.CLASSIFIER_SEEDS, "How each method's seeds train: 'stacked' as one "
     "vmapped program, 'sequential' one by one, 'auto' stacked on GPUs/TPUs and sequential on CPUs (faster there).")
 
+_CLASS_GENERATORS = flags.DEFINE_enum(
+    "class_generators", "auto", pipeline.CLASS_GENERATORS, "How the per-class generators (dcgan) of one batch "
+    "size train: 'stacked' as one vmapped program, 'sequential' one by one, 'auto' stacked on GPUs/TPUs and "
+    "sequential on CPUs (faster there).")
+
 
 def main():
   common.enable_compilation_cache(common.default_cache(_WORKDIR.value) if _CACHE.value is None else _CACHE.value)
   return pipeline.run_benchmark(_CONFIG.value, _WORKDIR.value, idx_dir=common.idx_dir(), overwrite=_OVERWRITE.value,
-                                provenance=common.provenance(), classifier_seeds=_CLASSIFIER_SEEDS.value)
+                                provenance=common.provenance(), classifier_seeds=_CLASSIFIER_SEEDS.value,
+                                class_generators=_CLASS_GENERATORS.value)
 
 
 if __name__ == "__main__":

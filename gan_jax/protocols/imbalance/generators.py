@@ -5,7 +5,8 @@ training set, or one class of it) with its own config section
 (`config.generators.<name>`: model and training fields only; the data set,
 profile and seed belong to the benchmark). `ConditionalGAN` and
 `ConditionalVAE` and `ConditionalDiffusion` are one model on the whole set; `PerClassGAN` trains one
-unconditional model per class that needs images, on that class alone.
+unconditional model per class that needs images, on that class alone (one after another, or the
+classes of one batch size as one vmapped program where that is faster).
 Training runs are cached stages with a `done.json` marker; a stopped one
 resumes from its checkpoints.
 """
@@ -28,6 +29,7 @@ from gan_jax.data import batch_order
 from gan_jax.diffusion import train as diffusion_train
 from gan_jax.protocols.imbalance import layout as layout_lib
 from gan_jax.train import gan_loop
+from gan_jax.train import stacked_gan_loop
 from gan_jax.train import vae_loop
 from gan_jax.train import vae_step
 
@@ -54,6 +56,8 @@ class Data:
   num_classes: int
   seed: int
   num_devices: int
+  # Per-class models of one batch size train as one vmapped program (stacked_gan_loop).
+  stack_classes: bool = False
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -125,6 +129,8 @@ class PerClassGAN(ConditionalGAN):
       folder = layout.generator(self.name, c)
 
       def fit(c=c, folder=folder):
+        if data.stack_classes:
+          return self._fit_stacked(section, layout, data, classes, c)
         rows = data.labels == c
         record = gan_loop.fit_gan(self._class_section(section, data, c), data.images[rows], data.labels[rows],
                                   folder, num_classes=data.num_classes, seed=data.seed, name=f"{self.name} class {c}")
@@ -134,6 +140,24 @@ class PerClassGAN(ConditionalGAN):
       runs.append(stages.Stage(f"generator {self.name} class {c}", layout.generator_done(self.name, c), fit,
                                self.work(section)))
     return runs
+
+  def _fit_stacked(self, section: ml_collections.ConfigDict, layout: layout_lib.Layout, data: Data,
+                   classes: Sequence[int], c: int) -> dict:
+    """Class c's record; the first unfinished class of a batch size trains with every later unfinished one."""
+    class_section = self._class_section(section, data, c)
+    record = stacked_gan_loop.finished_record(layout.generator(self.name, c), section.num_steps)
+    if record is not None:
+      return record
+    group = [j for j in classes[list(classes).index(c):]
+             if self._class_section(section, data, j).batch_size == class_section.batch_size
+             and (j == c or stacked_gan_loop.finished_record(layout.generator(self.name, j), section.num_steps) is None)]
+    members = [stacked_gan_loop.Member(data.images[data.labels == j], data.labels[data.labels == j],
+                                       layout.generator(self.name, j)) for j in group]
+    records = stacked_gan_loop.fit_gans_stacked(
+        class_section, members, layout.generator_group(self.name, group), num_classes=data.num_classes,
+        seed=data.seed, name=f"{self.name} classes {','.join(map(str, group))}")
+    _stopped(records[0], layout.generator_group(self.name, group))
+    return records[0]
 
   def load(self, section: ml_collections.ConfigDict, layout: layout_lib.Layout, data: Data,
            classes: Sequence[int]) -> ClassGenerator:

@@ -3,7 +3,8 @@
   config.json                          the run's config
   models/evaluator.msgpack             evaluator CNN on the full balanced train split (Frechet features)
   models/filter.msgpack                class-weighted CNN on the imbalanced set (confidence filter)
-  generators/<method>/                 a generator's training run (per-class methods: class<c>/), done.json when finished
+  generators/<method>/                 a generator's training run (per-class methods: class<c>/), done.json when finished;
+                                       stacked_<c>-<c>.../: per-class models trained as one program
   synthetic/<method>.npz, .json        the images a method adds; the .json (counts, filter acceptance) marks it done
   classifiers/<method>/seed<k>.json    metrics of one classifier run on both test sets (.msgpack: its
                                        parameters, kept where cRT or post-hoc adjustment builds on them)
@@ -41,6 +42,10 @@ class Layout:
     """A generator's run folder: generators/<method>, or generators/<method>/class<c> for per-class models."""
     return self._at("generators", method) if class_index is None else self._at("generators", method,
                                                                               f"class{class_index}")
+
+  def generator_group(self, method: str, class_indices) -> str:
+    """The run folder of per-class models trained together (stacked checkpoints, mean metrics)."""
+    return self._at("generators", method, "stacked_" + "-".join(str(int(c)) for c in class_indices))
 
   def generator_done(self, method: str, class_index: int | None = None) -> str:
     return fs.join(self.generator(method, class_index), DONE_FILE)

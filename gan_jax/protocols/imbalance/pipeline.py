@@ -39,12 +39,15 @@ from gan_jax.train import classifier_loop
 # after another, 'auto' stacked on accelerators and sequential on CPUs, where XLA's batched
 # convolutions made the stacked program about 2x slower (docs/device_check.md).
 CLASSIFIER_SEEDS = ("auto", "stacked", "sequential")
+# Likewise the per-class generators (the dcgan method) of one batch size: vmapped they ran at 0.73x
+# of one after another on 2 CPU cores and 1.70x on an H200 (10 DCGANs, docs/device_check.md).
+CLASS_GENERATORS = CLASSIFIER_SEEDS
 
 
-def stack_seeds(mode: str, platform: str) -> bool:
-  """Whether `mode` (one of CLASSIFIER_SEEDS) trains the seeds stacked on a backend `platform`."""
+def stack_seeds(mode: str, platform: str, option: str = "classifier_seeds") -> bool:
+  """Whether `mode` ('auto', 'stacked' or 'sequential') of `option` trains stacked on a backend `platform`."""
   if mode not in CLASSIFIER_SEEDS:
-    raise ValueError(f"Unknown classifier_seeds '{mode}'; choose one of: {', '.join(CLASSIFIER_SEEDS)}")
+    raise ValueError(f"Unknown {option} '{mode}'; choose one of: {', '.join(CLASSIFIER_SEEDS)}")
   return mode == "stacked" or (mode == "auto" and platform != "cpu")
 
 
@@ -52,7 +55,7 @@ class Study:
   """One benchmark run: its data, shared programs and the stage functions that read and write its workdir."""
 
   def __init__(self, config: ml_collections.ConfigDict, plan: validation.Plan, data: splits.Splits,
-               layout: layout_lib.Layout, mesh, stacked: bool = False):
+               layout: layout_lib.Layout, mesh, stacked: bool = False, stack_classes: bool = False):
     self.config, self.plan, self.data, self.layout = config, plan, data, layout
     # Seeds trained stacked: variables of the later seeds of a method wait here for their stages.
     self.stacked = stacked
@@ -72,7 +75,7 @@ class Study:
     self.test_sets = ({report.AS_IS_TEST_SET: data.test} if config.profile == imbalance.AS_IS
                       else {"balanced": data.test, "imbalanced": data.imbalanced_test})
     self.generator_data = generators_lib.Data(*data.train, num_classes=self.num_classes, seed=int(config.seed),
-                                              num_devices=mesh.size)
+                                              num_devices=mesh.size, stack_classes=stack_classes)
     self.use_filter = config.filter_confidence > 0 and any(m.generator for m in plan.methods)
     self._generators: dict[str, generators_lib.ClassGenerator] = {}
     self._quality: quality_lib.QualityEvaluator | None = None
@@ -239,7 +242,8 @@ class Study:
 
 def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str | None = None,
                   overwrite: bool = False, provenance: dict | None = None,
-                  stage_seconds: dict[str, float] | None = None, classifier_seeds: str = "auto") -> dict[str, Any]:
+                  stage_seconds: dict[str, float] | None = None, classifier_seeds: str = "auto",
+                  class_generators: str = "auto") -> dict[str, Any]:
   """Runs (or resumes) the whole benchmark and writes the report.
 
   Args:
@@ -252,6 +256,8 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
       extrapolate from it; results.json stays free of timings so reruns reproduce it).
     classifier_seeds: how each method's seeds train (CLASSIFIER_SEEDS); the results agree to float
       rounding either way.
+    class_generators: how the per-class generators of one batch size train (CLASS_GENERATORS): one
+      vmapped program or one after another; they agree to float rounding either way.
 
   Returns:
     results.json's content, or {'stopped': True} when a signal stopped the run.
@@ -259,7 +265,9 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
   if jax.process_count() > 1:
     raise ValueError("the imbalance benchmark runs in one process; drop --distributed")
   mesh = parallel.make_mesh()
-  stacked = stack_seeds(classifier_seeds, mesh.devices.flat[0].platform)
+  platform = mesh.devices.flat[0].platform
+  stacked = stack_seeds(classifier_seeds, platform)
+  stack_classes = stack_seeds(class_generators, platform, "class_generators")
   plan = validation.validate(config, mesh.size)
   workdir_lib.prepare(workdir, config, overwrite=overwrite, outputs=layout_lib.OUTPUTS,
                       resumable_fields=validation.RESUMABLE_FIELDS, migrations=validation.MIGRATIONS,
@@ -270,7 +278,7 @@ def run_benchmark(config: ml_collections.ConfigDict, workdir: str, idx_dir: str 
                             validation_per_class=config.validation_per_class, cache_dir=splits.data_dir(workdir))
   splits.write_class_names(workdir, data.info)
   layout = layout_lib.Layout(workdir)
-  study = Study(config, plan, data, layout, mesh, stacked=stacked)
+  study = Study(config, plan, data, layout, mesh, stacked=stacked, stack_classes=stack_classes)
   logging.info("Imbalanced %s train set: %s images per class; adding %s", config.dataset, study.counts.tolist(),
                study.add.tolist())
   runner = stages.Runner(study.stages())

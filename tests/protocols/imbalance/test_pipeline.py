@@ -261,6 +261,27 @@ def test_changed_config_is_refused_and_bad_methods_are_one_line_errors(smoke, tm
   assert "Traceback" not in proc.stderr
 
 
+def test_stacked_class_generators_reproduce_the_sequential_ones(smoke, idx_dir, caplog):
+  # Rewrites the per-class DCGANs (nothing after them reruns: their synthetic stage is cached). The
+  # classes of one batch size retrain as one vmapped program and end where their own runs ended.
+  config, workdir, _ = smoke
+  classes = range(1, 10)  # every class but the largest needs images; all train at batch 8
+  folder = lambda c: fs.join(workdir, "generators", "dcgan", f"class{c}")
+  before = {c: fs.read_json(fs.join(folder(c), "done.json")) for c in classes}
+  for c in classes:
+    fs.remove(folder(c))
+  with caplog.at_level("INFO"):
+    pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir), class_generators="stacked")
+  messages = [r.getMessage() for r in caplog.records]
+  assert any("[dcgan classes 1,2,3,4,5,6,7,8,9] step 10/10" in line for line in messages), messages
+  assert fs.exists(fs.join(workdir, "generators", "dcgan", "stacked_1-2-3-4-5-6-7-8-9", "checkpoints"))
+  for c, old in before.items():
+    new = fs.read_json(fs.join(folder(c), "done.json"))
+    assert new["step"] == old["step"] == 10
+    for key in ("d_loss", "g_loss"):
+      assert new[key] == pytest.approx(old[key], rel=1e-3, abs=1e-4), (c, key)
+
+
 def test_stacked_seeds_reproduce_the_sequential_classifiers(smoke, idx_dir, caplog):
   # Last in the module: it rewrites two methods' classifier stages. Their seeds retrain as one vmapped
   # program per method and score as the sequential run did, up to float rounding of the predictions.
@@ -286,3 +307,5 @@ def test_classifier_seeds_mode_is_checked():
   assert pipeline.stack_seeds("stacked", "cpu") is True and pipeline.stack_seeds("sequential", "tpu") is False
   with pytest.raises(ValueError, match="Unknown classifier_seeds 'both'; choose one of: auto, stacked, sequential"):
     pipeline.stack_seeds("both", "cpu")
+  with pytest.raises(ValueError, match="Unknown class_generators 'all'"):
+    pipeline.stack_seeds("all", "gpu", "class_generators")
