@@ -262,10 +262,11 @@ def test_changed_config_is_refused_and_bad_methods_are_one_line_errors(smoke, tm
 
 
 def test_stacked_class_generators_reproduce_the_sequential_ones(smoke, idx_dir, caplog):
-  # Rewrites the per-class DCGANs (nothing after them reruns: their synthetic stage is cached). The
-  # classes of one batch size retrain as one vmapped program and end where their own runs ended.
+  # Rewrites two per-class DCGANs (nothing after them reruns: their synthetic stage is cached). The
+  # unfinished classes of one batch size retrain as one vmapped program and end where their own
+  # runs ended; the finished classes of that batch size (1-7, all at batch 8) stay as they are.
   config, workdir, _ = smoke
-  classes = range(1, 10)  # every class but the largest needs images; all train at batch 8
+  classes = (8, 9)
   folder = lambda c: fs.join(workdir, "generators", "dcgan", f"class{c}")
   before = {c: fs.read_json(fs.join(folder(c), "done.json")) for c in classes}
   for c in classes:
@@ -273,8 +274,8 @@ def test_stacked_class_generators_reproduce_the_sequential_ones(smoke, idx_dir, 
   with caplog.at_level("INFO"):
     pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir), class_generators="stacked")
   messages = [r.getMessage() for r in caplog.records]
-  assert any("[dcgan classes 1,2,3,4,5,6,7,8,9] step 10/10" in line for line in messages), messages
-  assert fs.exists(fs.join(workdir, "generators", "dcgan", "stacked_1-2-3-4-5-6-7-8-9", "checkpoints"))
+  assert any("[dcgan classes 8,9] step 10/10" in line for line in messages), messages
+  assert fs.exists(fs.join(workdir, "generators", "dcgan", "stacked_8-9", "checkpoints"))
   for c, old in before.items():
     new = fs.read_json(fs.join(folder(c), "done.json"))
     assert new["step"] == old["step"] == 10
