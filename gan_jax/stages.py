@@ -38,7 +38,8 @@ class Stage:
       payload is stored: .json (a dict), .msgpack (a pytree of arrays), .npz (a
       dict of arrays).
     run: computes the stage (it may write side files first) and returns the payload.
-    work: expected work (e.g. training steps), weighting the ETA.
+    work: expected work (e.g. training steps), weighting the ETA among stages of its kind;
+      None: unknown in advance (drawing filtered samples), estimated from finished stages of its kind.
     fingerprint: what the result depends on (JSON markers only): a marker that
       records another one is stale, and the stage is redone.
     folder: what the stage owns; removed before redoing a stale stage.
@@ -48,10 +49,60 @@ class Stage:
   name: str
   marker: str
   run: Callable[[], Any]
-  work: float = 1.0
+  work: float | None = 1.0
   fingerprint: dict | None = None
   folder: str | None = None
   resume: Callable[[], Any] | None = None
+
+  @property
+  def kind(self) -> str:
+    """The first word of the name: stages of one kind ('generator', 'classifier') share a rate."""
+    return self.name.split(" ", 1)[0]
+
+
+class _Eta:
+  """The time the stages still to run will take, from the stages this process computed.
+
+  Each kind of stage has its own rate (seconds per unit of work): a generator's steps, a
+  classifier's steps and a sampling stage cost different wall time per unit. A kind not seen
+  yet takes the rate of all weighed stages so far; a stage of unknown work takes the mean time of
+  its kind. Stages that nothing estimates are counted, not guessed.
+  """
+
+  def __init__(self):
+    self.seconds: dict[str, float] = {}
+    self.work: dict[str, float] = {}
+    self.count: dict[str, int] = {}
+
+  def add(self, stage: Stage, seconds: float) -> None:
+    kind = stage.kind
+    self.seconds[kind] = self.seconds.get(kind, 0.0) + seconds
+    self.count[kind] = self.count.get(kind, 0) + 1
+    if stage.work:
+      self.work[kind] = self.work.get(kind, 0.0) + stage.work
+
+  def _rate(self, kind: str) -> float | None:
+    if self.work.get(kind):
+      return self.seconds[kind] / self.work[kind]
+    weighed = sum(self.work.values())
+    return sum(self.seconds[k] for k in self.work) / weighed if weighed else None
+
+  def remaining(self, stages: Sequence[Stage]) -> tuple[float, int]:
+    """(estimated seconds, stages left out of the estimate) of `stages`."""
+    total, unknown = 0.0, 0
+    for stage in stages:
+      if stage.work is None:
+        if stage.kind in self.count:
+          total += self.seconds[stage.kind] / self.count[stage.kind]
+        else:
+          unknown += 1
+        continue
+      rate = self._rate(stage.kind)
+      if rate is None:
+        unknown += 1
+      else:
+        total += stage.work * rate
+    return total, unknown
 
 
 def save_payload(path: str, payload: Any) -> None:
@@ -88,8 +139,8 @@ def is_done(stage: Stage) -> bool:
 class Runner:
   """Runs stages in order, skipping finished ones, with one progress line per stage and an ETA.
 
-  The ETA weighs the remaining stages by their `work`, at the rate of the work
-  already done in this process.
+  The ETA weighs the remaining stages by their `work`, at the rate each kind of
+  stage ran at in this process (see `_Eta`); cached stages do not count.
 
   Args:
     stages: the whole plan; names must be unique.
@@ -108,11 +159,10 @@ class Runner:
 
   def run(self, stop: preemption.StopSignal | None = None) -> bool:
     """Runs every stage not yet done; False when a signal stopped the run (rerun to resume)."""
-    total, work_left = len(self.stages), sum(s.work for s in self.stages)
-    seconds, work_done = 0.0, 0.0
+    total, eta = len(self.stages), _Eta()
+    done = [is_done(s) for s in self.stages]
     for index, stage in enumerate(self.stages, start=1):
-      work_left -= stage.work
-      if is_done(stage):
+      if done[index - 1]:
         self.cached.append(stage.name)
         logging.info("[stage %d/%d] %s: cached", index, total, stage.name)
         if stage.resume is not None:
@@ -130,11 +180,13 @@ class Runner:
         save_payload(stage.marker, _with_fingerprint(payload, stage))
       took = time.perf_counter() - start
       self.seconds[stage.name] = took
-      seconds, work_done = seconds + took, work_done + stage.work
+      eta.add(stage, took)
       self.computed.append(stage.name)
-      eta = seconds / work_done * work_left if work_done else float("nan")
+      seconds_left, unknown = eta.remaining([s for s, d in zip(self.stages[index:], done[index:]) if not d])
+      eta_text = progress.format_duration(seconds_left) if not unknown else (
+          f"{progress.format_duration(seconds_left)} + {unknown} stage{'s' * (unknown > 1)} not yet estimable")
       logging.info("[stage %d/%d] %s: done in %s | ETA %s", index, total, stage.name, progress.format_duration(took),
-                   progress.format_duration(eta) if eta == eta else "?")
+                   eta_text)
       if index < total and stop is not None and stop.should_stop():
         logging.warning("Stopped by %s between stages; rerun the same command to resume.",
                         stop.received or "a signal on another process")

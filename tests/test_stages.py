@@ -88,3 +88,39 @@ def test_cached_stages_resume_and_names_must_be_unique(tmp_path):
     stages.Runner(plan + plan)
   with pytest.raises(ValueError, match="must end in"):
     stages.save_payload(str(tmp_path / "x.txt"), {})
+
+
+def _timed(name, work, seconds):
+  return stages.Stage(name, f"/nonexistent/{name}.json", lambda: {}, work=work), seconds
+
+
+def test_the_eta_weighs_each_kind_of_stage_at_its_own_rate():
+  eta = stages._Eta()  # pylint: disable=protected-access
+  for stage, seconds in (_timed("generator a", 20_000, 600.0), _timed("synthetic a", None, 3_000.0),
+                         _timed("classifier x 0", 1_000, 40.0)):
+    eta.add(stage, seconds)
+  left = [stages.Stage("classifier y 0", "m", lambda: {}, work=1_000),   # 40 s at the classifiers' rate
+          stages.Stage("synthetic b", "m", lambda: {}, work=None),      # 3,000 s: the mean of its kind
+          stages.Stage("generator b", "m", lambda: {}, work=10_000),    # 300 s
+          stages.Stage("quality b", "m", lambda: {}, work=1_000)]       # unseen: (600 + 40) / 21,000 per unit
+  seconds, unknown = eta.remaining(left)
+  assert unknown == 0
+  assert seconds == pytest.approx(40.0 + 3_000.0 + 300.0 + 1_000 * 640.0 / 21_000)
+
+
+def test_stages_nothing_can_estimate_are_counted_not_guessed():
+  eta = stages._Eta()  # pylint: disable=protected-access
+  left = [stages.Stage("synthetic a", "m", lambda: {}, work=None), stages.Stage("classifier", "m", lambda: {})]
+  assert eta.remaining(left) == (0.0, 2)
+  eta.add(*_timed("synthetic b", None, 50.0))
+  assert eta.remaining(left) == (50.0, 1)
+
+
+def test_the_eta_line_ignores_cached_stages(tmp_path, caplog):
+  plan = [stages.Stage(f"classifier {i}", str(tmp_path / f"{i}.json"), lambda: {}, work=100) for i in range(3)]
+  stages.save_payload(plan[0].marker, {})
+  with caplog.at_level("INFO"):
+    stages.Runner(plan).run()
+  lines = [r.getMessage() for r in caplog.records if "done in" in r.getMessage()]
+  assert len(lines) == 2 and lines[-1].endswith("| ETA 0:00:00")
+  assert "not yet estimable" not in lines[0]

@@ -19,8 +19,10 @@ import dataclasses
 from typing import Callable, Sequence
 
 import numpy as np
+from absl import logging
 
 from gan_jax import checks
+from gan_jax import progress
 from gan_jax.protocols.imbalance import generators
 
 # How the classifier closes the gap that synthetic_ratio < 1 leaves (`training_set`).
@@ -220,7 +222,7 @@ def imblearn_synthetic(method: str, images: np.ndarray, labels: np.ndarray, add:
 
 def sample_with_filter(sample: Callable[[int, int], np.ndarray], add: Sequence[int],
                        confidence: Callable[[np.ndarray, int], np.ndarray] | None, threshold: float,
-                       max_rounds: int = 8) -> tuple[np.ndarray, np.ndarray, dict]:
+                       max_rounds: int = 8, name: str = "") -> tuple[np.ndarray, np.ndarray, dict]:
   """Generated images per class, optionally kept only if a classifier is confident in their class.
 
   Args:
@@ -232,11 +234,13 @@ def sample_with_filter(sample: Callable[[int, int], np.ndarray], add: Sequence[i
     threshold: keep images whose confidence is at least this.
     max_rounds: rounds of 2x oversampling before the best-scoring rejected
       images fill what is still missing (so a class never ends up short).
+    name: label of a progress line after each class (with the ETA over the images wanted); '' for none.
 
   Returns:
     (uint8 images [sum(add), ...], int32 labels, {'acceptance_rate': [per class], 'filled': [per class]}).
   """
   out_images, out_labels, acceptance, filled = [], [], [], []
+  tracker = progress.Progress(int(sum(int(a) for a in add)), name=name) if name else None
   for c, wanted in enumerate(int(a) for a in add):
     if wanted <= 0:
       acceptance.append(None)
@@ -268,6 +272,12 @@ def sample_with_filter(sample: Callable[[int, int], np.ndarray], add: Sequence[i
       filled.append(missing)
     out_images.append(kept)
     out_labels.append(np.full(len(kept), c, np.int32))
+    if tracker is not None:
+      done = sum(len(k) for k in out_images)
+      eta = tracker.eta(done)
+      logging.info("[%s] %d/%d images; class %d: acceptance %.1f%%, %d filled with the best rejects | ETA %s", name,
+                   done, tracker.total, c, 100.0 * acceptance[-1], filled[-1],
+                   progress.format_duration(eta) if eta == eta else "?")
   if not out_images:  # no class needs images: an empty set of the right shape
     empty = sample(0, 0)
     return empty, np.zeros((0,), np.int32), {"acceptance_rate": acceptance, "filled": filled}

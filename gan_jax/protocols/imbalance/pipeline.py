@@ -135,7 +135,7 @@ class Study:
                                               self.generator_classes(name))
     for data_name in dict.fromkeys(m.data.name for m in self.plan.methods if m.adds_images):
       plan.append(stages.Stage(f"synthetic {data_name}", layout.synthetic_info(data_name),
-                               lambda d=methods_lib.DATA_PARTS[data_name]: self.synthetic(d)))
+                               lambda d=methods_lib.DATA_PARTS[data_name]: self.synthetic(d), work=None))
     for method in self.plan.methods:
       for k in range(config.num_seeds):
         plan.append(stages.Stage(f"classifier {method.name} seed {k}", layout.classifier(method.name, k),
@@ -159,7 +159,8 @@ class Study:
       if self.use_filter:
         filter_params = self.params(self.layout.filter)
         confidence = lambda images, c: classifier_loop.predict(self.programs, filter_params, images)[0][:, c]
-      images, labels, info = methods_lib.sample_with_filter(draw, self.add, confidence, config.filter_confidence)
+      images, labels, info = methods_lib.sample_with_filter(draw, self.add, confidence, config.filter_confidence,
+                                                            name=f"synthetic {data.name}")
     fs.save_npz(self.layout.synthetic(data.name), image=images, label=labels)
     return {"method": data.name, "added_per_class": np.bincount(labels, minlength=self.num_classes).tolist(),
             **info}

@@ -58,7 +58,7 @@ def test_smote_interpolates_within_the_class():
     methods.imblearn_synthetic("smote", images, labels, add, seed=0, k_neighbors=7)
 
 
-def test_sample_with_filter_keeps_confident_images_and_fills_the_rest():
+def test_sample_with_filter_keeps_confident_images_and_fills_the_rest(caplog):
   rng = np.random.default_rng(0)
 
   def sample(c, n):  # images whose single pixel is the "confidence" the filter will read
@@ -67,7 +67,12 @@ def test_sample_with_filter_keeps_confident_images_and_fills_the_rest():
   def confidence(images, c):
     return images[:, 0, 0, 0] / 255.0 if c == 1 else np.zeros(len(images))
 
-  images, labels, info = methods.sample_with_filter(sample, [0, 50, 20], confidence, threshold=0.5, max_rounds=4)
+  with caplog.at_level("INFO"):
+    images, labels, info = methods.sample_with_filter(sample, [0, 50, 20], confidence, threshold=0.5, max_rounds=4,
+                                                      name="synthetic x")
+  lines = [r.getMessage() for r in caplog.records]
+  assert len(lines) == 2 and lines[0].startswith("[synthetic x] 50/70 images; class 1: acceptance ")
+  assert "[synthetic x] 70/70 images; class 2: acceptance 0.0%, 20 filled with the best rejects | ETA 0:00:00" == lines[1]
   np.testing.assert_array_equal(np.bincount(labels, minlength=3), [0, 50, 20])
   assert np.all(images[labels == 1] >= 128)  # every kept class-1 image passed the threshold
   assert 0.3 < info["acceptance_rate"][1] < 0.7
