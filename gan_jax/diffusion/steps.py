@@ -138,7 +138,6 @@ def make_first_stage_step(model, tx: optax.GradientTransformation, cfg: FirstSta
 
   def adversarial_step(state: AdversarialTrainState, batch: dict):
     images = batch["image"]
-    active = (state.step >= cfg.disc_start).astype(images.dtype)
 
     def terms(params):
       reconstruction, mean, logvar = model.apply({"params": params}, images, state.step_key())
@@ -150,7 +149,7 @@ def make_first_stage_step(model, tx: optax.GradientTransformation, cfg: FirstSta
     (nll, g_loss), pullback, (reconstruction, metrics) = jax.vjp(terms, state.params, has_aux=True)
     (nll_grads,) = pullback((jnp.ones_like(nll), jnp.zeros_like(g_loss)))
     (g_grads,) = pullback((jnp.zeros_like(nll), jnp.ones_like(g_loss)))
-    weight = active * cfg.disc_weight * adaptive_weight(kl_autoencoder.output_kernel(nll_grads),
+    weight = cfg.disc_weight * adaptive_weight(kl_autoencoder.output_kernel(nll_grads),
                                                         kl_autoencoder.output_kernel(g_grads))
     grads = jax.tree.map(lambda a, b: a + weight * b, nll_grads, g_grads)
     loss = nll + weight * g_loss
@@ -159,7 +158,7 @@ def make_first_stage_step(model, tx: optax.GradientTransformation, cfg: FirstSta
       logits = critic.apply({"params": critic_params},
                             jnp.concatenate([images, jax.lax.stop_gradient(reconstruction)]))
       real, fake = jnp.split(logits, 2)
-      return active * d_loss_fn(real, fake)
+      return d_loss_fn(real, fake)
 
     d_loss, d_grads = jax.value_and_grad(critic_loss)(state.critic_params)
     updates, critic_opt_state = critic_tx.update(d_grads, state.critic_opt_state, state.critic_params)
@@ -169,7 +168,17 @@ def make_first_stage_step(model, tx: optax.GradientTransformation, cfg: FirstSta
         critic_params=critic_params, critic_opt_state=keep(critic_opt_state, state.critic_opt_state))
     return state, {**metrics, "loss": loss, "g_loss": g_loss, "d_loss": d_loss, "disc_weight": weight}
 
-  return adversarial_step if cfg.adversarial else plain_step
+  def before_start(state: AdversarialTrainState, batch: dict):
+    # The plain step, the critic and its optimiser untouched: its Adam starts counting at the start.
+    state, metrics = plain_step(state, batch)
+    zero = jnp.zeros((), metrics["loss"].dtype)
+    return state, {**metrics, "g_loss": zero, "d_loss": zero, "disc_weight": zero}
+
+  def step(state: AdversarialTrainState, batch: dict):
+    # lax.cond runs one branch: before the start the critic costs nothing.
+    return jax.lax.cond(state.step >= cfg.disc_start, adversarial_step, before_start, state, batch)
+
+  return step if cfg.adversarial else plain_step
 
 
 @dataclasses.dataclass(frozen=True)

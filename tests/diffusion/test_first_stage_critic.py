@@ -68,7 +68,7 @@ def test_before_the_start_step_the_step_is_the_plain_one_and_the_critic_is_froze
   new, metrics = jax.jit(step)(state, batch)
   expected, plain_metrics = plain_step(plain, batch)
   chex.assert_trees_all_close(new.params, expected.params, atol=1e-6)
-  chex.assert_trees_all_equal(new.critic_params, state.critic_params)
+  chex.assert_trees_all_equal((new.critic_params, new.critic_opt_state), (state.critic_params, state.critic_opt_state))
   assert float(metrics["d_loss"]) == 0.0 and float(metrics["disc_weight"]) == 0.0
   np.testing.assert_allclose(metrics["loss"], plain_metrics["loss"], rtol=1e-6)
 
