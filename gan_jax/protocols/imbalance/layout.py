@@ -6,6 +6,7 @@
   generators/<method>/                 a generator's training run (per-class methods: class<c>/), done.json when finished;
                                        stacked_<c>-<c>.../: per-class models trained as one program
   synthetic/<method>.npz, .json        the images a method adds; the .json (counts, filter acceptance) marks it done
+  synthetic/<method>_classes/c<c>.npz  the classes drawn so far by an unfinished synthetic stage (a rerun keeps them)
   classifiers/<method>/seed<k>.json    metrics of one classifier run on both test sets (.msgpack: its
                                        parameters, kept where cRT or post-hoc adjustment builds on them)
   quality/real.json, <method>.json     per-class Frechet distance, evaluator accuracy, CAS; <method>_samples.npz
@@ -52,6 +53,10 @@ class Layout:
 
   def synthetic(self, method: str) -> str:
     return self._at("synthetic", f"{method}.npz")
+
+  def synthetic_classes(self, method: str) -> str:
+    """The folder of the classes an unfinished synthetic stage has drawn (removed when the stage is done)."""
+    return self._at("synthetic", f"{method}_classes")
 
   def synthetic_info(self, method: str) -> str:
     return self._at("synthetic", f"{method}.json")

@@ -220,14 +220,52 @@ def imblearn_synthetic(method: str, images: np.ndarray, labels: np.ndarray, add:
   return added.reshape((-1,) + images.shape[1:]), resampled_labels[len(flat):].astype(np.int32)
 
 
+@dataclasses.dataclass(frozen=True)
+class ClassDraw:
+  """The images a class gets: `images` uint8 [n, ...], the filter's `acceptance` (None: no images
+  wanted) and how many of them are `filled` with the best-scoring rejects."""
+  images: np.ndarray
+  acceptance: float | None
+  filled: int
+
+
+def _draw_class(sample: Callable[[int, int], np.ndarray], c: int, wanted: int,
+                confidence: Callable[[np.ndarray, int], np.ndarray] | None, threshold: float,
+                max_rounds: int) -> ClassDraw:
+  if confidence is None or threshold <= 0:
+    return ClassDraw(sample(c, wanted), 1.0, 0)
+  kept_parts, reject_parts, reject_scores, drawn, accepted = [], [], [], 0, 0
+  for _ in range(max_rounds):
+    batch = sample(c, 2 * (wanted - accepted))
+    scores = confidence(batch, c)
+    good = scores >= threshold
+    kept_parts.append(batch[good])
+    reject_parts.append(batch[~good])
+    reject_scores.append(scores[~good])
+    drawn += len(batch)
+    accepted += int(good.sum())
+    if accepted >= wanted:
+      break
+  kept = np.concatenate(kept_parts)[:wanted]
+  missing = wanted - len(kept)
+  if missing:
+    order = np.argsort(-np.concatenate(reject_scores))[:missing]
+    kept = np.concatenate([kept, np.concatenate(reject_parts)[order]])
+  return ClassDraw(kept, accepted / max(drawn, 1), missing)
+
+
 def sample_with_filter(sample: Callable[[int, int], np.ndarray], add: Sequence[int],
                        confidence: Callable[[np.ndarray, int], np.ndarray] | None, threshold: float,
-                       max_rounds: int = 8, name: str = "") -> tuple[np.ndarray, np.ndarray, dict]:
+                       max_rounds: int = 8, name: str = "",
+                       finished: Callable[[int], ClassDraw | None] | None = None,
+                       on_class: Callable[[int, ClassDraw], None] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, dict]:
   """Generated images per class, optionally kept only if a classifier is confident in their class.
 
   Args:
     sample: (class, n) -> uint8 images [n, H, W, C] of that class; successive
-      calls must return fresh samples.
+      calls must return fresh samples, and a class's draws must not depend on
+      the other classes' (so a class can be redrawn, or taken from `finished`, alone).
     add: images wanted per class.
     confidence: (images, class) -> probability [n] a filter classifier gives
       the intended class; None disables filtering.
@@ -235,48 +273,36 @@ def sample_with_filter(sample: Callable[[int, int], np.ndarray], add: Sequence[i
     max_rounds: rounds of 2x oversampling before the best-scoring rejected
       images fill what is still missing (so a class never ends up short).
     name: label of a progress line after each class (with the ETA over the images wanted); '' for none.
+    finished: class -> its `ClassDraw` from an earlier, stopped call, or None (drawn here).
+    on_class: called with each class drawn here, as soon as it is done (to keep it).
 
   Returns:
     (uint8 images [sum(add), ...], int32 labels, {'acceptance_rate': [per class], 'filled': [per class]}).
   """
   out_images, out_labels, acceptance, filled = [], [], [], []
-  tracker = progress.Progress(int(sum(int(a) for a in add)), name=name) if name else None
+  earlier = {c: finished(c) for c, a in enumerate(add) if a > 0} if finished is not None else {}
+  earlier = {c: d for c, d in earlier.items() if d is not None}
+  tracker = progress.Progress(int(sum(int(a) for a in add)), start=sum(len(d.images) for d in earlier.values()),
+                              name=name) if name else None
   for c, wanted in enumerate(int(a) for a in add):
     if wanted <= 0:
       acceptance.append(None)
       filled.append(0)
       continue
-    if confidence is None or threshold <= 0:
-      kept = sample(c, wanted)
-      acceptance.append(1.0)
-      filled.append(0)
-    else:
-      kept_parts, reject_parts, reject_scores, drawn, accepted = [], [], [], 0, 0
-      for _ in range(max_rounds):
-        batch = sample(c, 2 * (wanted - accepted))
-        scores = confidence(batch, c)
-        good = scores >= threshold
-        kept_parts.append(batch[good])
-        reject_parts.append(batch[~good])
-        reject_scores.append(scores[~good])
-        drawn += len(batch)
-        accepted += int(good.sum())
-        if accepted >= wanted:
-          break
-      kept = np.concatenate(kept_parts)[:wanted]
-      missing = wanted - len(kept)
-      if missing:
-        order = np.argsort(-np.concatenate(reject_scores))[:missing]
-        kept = np.concatenate([kept, np.concatenate(reject_parts)[order]])
-      acceptance.append(accepted / max(drawn, 1))
-      filled.append(missing)
-    out_images.append(kept)
-    out_labels.append(np.full(len(kept), c, np.int32))
+    draw = earlier.get(c)
+    if draw is None:
+      draw = _draw_class(sample, c, wanted, confidence, threshold, max_rounds)
+      if on_class is not None:
+        on_class(c, draw)
+    acceptance.append(draw.acceptance)
+    filled.append(draw.filled)
+    out_images.append(draw.images)
+    out_labels.append(np.full(len(draw.images), c, np.int32))
     if tracker is not None:
       done = sum(len(k) for k in out_images)
       eta = tracker.eta(done)
       logging.info("[%s] %d/%d images; class %d: acceptance %.1f%%, %d filled with the best rejects | ETA %s", name,
-                   done, tracker.total, c, 100.0 * acceptance[-1], filled[-1],
+                   done, tracker.total, c, 100.0 * draw.acceptance, draw.filled,
                    progress.format_duration(eta) if eta == eta else "?")
   if not out_images:  # no class needs images: an empty set of the right shape
     empty = sample(0, 0)

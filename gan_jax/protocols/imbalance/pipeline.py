@@ -159,9 +159,29 @@ class Study:
       if self.use_filter:
         filter_params = self.params(self.layout.filter)
         confidence = lambda images, c: classifier_loop.predict(self.programs, filter_params, images)[0][:, c]
-      images, labels, info = methods_lib.sample_with_filter(draw, self.add, confidence, config.filter_confidence,
-                                                            name=f"synthetic {data.name}")
+      folder = self.layout.synthetic_classes(data.name)
+      path = lambda c: fs.join(folder, f"c{c}.npz")
+
+      def finished(c):  # a class a stopped run drew keeps its images: its draws do not depend on the others
+        if not fs.exists(path(c)):
+          return None
+        arrays = fs.load_npz(path(c))
+        return methods_lib.ClassDraw(arrays["image"], float(arrays["acceptance"]), int(arrays["filled"]))
+
+      def keep(c, class_draw):
+        fs.save_npz(path(c), image=class_draw.images, acceptance=np.float64(class_draw.acceptance),
+                    filled=np.int64(class_draw.filled))
+        if stop.should_stop():
+          raise stages.StageStopped(f"Stopped by {stop.received} while drawing the images of {data.name} "
+                                    f"(classes up to {c} kept in {folder})")
+
+      with preemption.StopSignal() as stop:  # a signal stops the stage between classes, not after all of them
+        images, labels, info = methods_lib.sample_with_filter(draw, self.add, confidence, config.filter_confidence,
+                                                              name=f"synthetic {data.name}", finished=finished,
+                                                              on_class=keep)
     fs.save_npz(self.layout.synthetic(data.name), image=images, label=labels)
+    if data.kind != "resample":
+      fs.remove(self.layout.synthetic_classes(data.name))
     return {"method": data.name, "added_per_class": np.bincount(labels, minlength=self.num_classes).tolist(),
             **info}
 

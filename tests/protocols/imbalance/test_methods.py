@@ -80,6 +80,45 @@ def test_sample_with_filter_keeps_confident_images_and_fills_the_rest(caplog):
   assert info["acceptance_rate"][0] is None
 
 
+def _keyed_sample():
+  calls = {}
+
+  def sample(c, n):  # like seeds.keyed: a class's draws depend only on the class and its call count
+    calls[c] = calls.get(c, 0) + 1
+    return np.random.default_rng([c, calls[c]]).integers(0, 256, size=(n, 1, 1, 1)).astype(np.uint8)
+
+  return sample
+
+
+def _confidence(images, c):
+  return images[:, 0, 0, 0] / 255.0 if c != 2 else np.zeros(len(images))
+
+
+def test_a_stopped_draw_keeps_its_finished_classes_and_the_rerun_equals_one_run():
+  add = [0, 30, 20, 25]
+  straight = methods.sample_with_filter(_keyed_sample(), add, _confidence, threshold=0.6)
+  kept = {}
+
+  class Stop(Exception):
+    pass
+
+  def keep_then_stop(c, draw):
+    kept[c] = draw
+    if c == 2:
+      raise Stop()
+
+  with pytest.raises(Stop):
+    methods.sample_with_filter(_keyed_sample(), add, _confidence, threshold=0.6, on_class=keep_then_stop)
+  assert sorted(kept) == [1, 2]
+  redrawn = []
+  resumed = methods.sample_with_filter(_keyed_sample(), add, _confidence, threshold=0.6, finished=kept.get,
+                                       on_class=lambda c, d: redrawn.append(c))
+  assert redrawn == [3]
+  np.testing.assert_array_equal(resumed[0], straight[0])
+  np.testing.assert_array_equal(resumed[1], straight[1])
+  assert resumed[2] == straight[2] and straight[2]["filled"][2] == 20
+
+
 def test_sample_without_filter_is_plain_sampling():
   calls = []
 

@@ -261,6 +261,30 @@ def test_changed_config_is_refused_and_bad_methods_are_one_line_errors(smoke, tm
   assert "Traceback" not in proc.stderr
 
 
+def test_a_synthetic_stage_takes_the_classes_a_stopped_run_drew(smoke, idx_dir):
+  # A stopped draw left class 3 in synthetic/cgan_classes/; the rerun draws the other classes and
+  # takes class 3 as it was (here a recognisable stand-in), then removes the folder.
+  config, workdir, _ = smoke
+  before = fs.load_npz(fs.join(workdir, "synthetic", "cgan.npz"))
+  info = fs.read_json(fs.join(workdir, "synthetic", "cgan.json"))
+  for suffix in (".npz", ".json"):
+    fs.remove(fs.join(workdir, "synthetic", "cgan" + suffix))
+  wanted = int(np.sum(before["label"] == 3))
+  stand_in = np.full((wanted,) + before["image"].shape[1:], 7, np.uint8)
+  folder = fs.join(workdir, "synthetic", "cgan_classes")
+  fs.save_npz(fs.join(folder, "c3.npz"), image=stand_in, acceptance=np.float64(0.125), filled=np.int64(2))
+  pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir))
+  after = fs.load_npz(fs.join(workdir, "synthetic", "cgan.npz"))
+  redone = fs.read_json(fs.join(workdir, "synthetic", "cgan.json"))
+  np.testing.assert_array_equal(after["image"][after["label"] == 3], stand_in)
+  assert redone["acceptance_rate"][3] == 0.125 and redone["filled"][3] == 2
+  others = after["label"] != 3
+  np.testing.assert_array_equal(after["image"][others], before["image"][before["label"] != 3])
+  assert [a for c, a in enumerate(redone["acceptance_rate"]) if c != 3] == [
+      a for c, a in enumerate(info["acceptance_rate"]) if c != 3]
+  assert not fs.exists(folder)
+
+
 def test_stacked_class_generators_reproduce_the_sequential_ones(smoke, idx_dir, caplog):
   # Rewrites two per-class DCGANs (nothing after them reruns: their synthetic stage is cached). The
   # unfinished classes of one batch size retrain as one vmapped program and end where their own
