@@ -133,6 +133,13 @@ class Study:
     for name in generator_names:
       plan += generators_lib.get(name).stages(config.generators[name], layout, self.generator_data,
                                               self.generator_classes(name))
+    # The generators' image quality (Frechet distance, CAS) right after they train: cheaper than
+    # their filtered synthetic sets, and what tells whether those are worth drawing.
+    plan.append(stages.Stage("quality real", layout.quality("real"), lambda: self.quality().real_floor(
+        *self.data.full_train, seeds.real_floor_rng(config.seed))))
+    for name in generator_names:
+      plan.append(stages.Stage(f"quality {name}", layout.quality(name), lambda n=name: self.generated_quality(n),
+                               config.cas_steps))
     for data_name in dict.fromkeys(m.data.name for m in self.plan.methods if m.adds_images):
       plan.append(stages.Stage(f"synthetic {data_name}", layout.synthetic_info(data_name),
                                lambda d=methods_lib.DATA_PARTS[data_name]: self.synthetic(d), work=None))
@@ -140,11 +147,6 @@ class Study:
       for k in range(config.num_seeds):
         plan.append(stages.Stage(f"classifier {method.name} seed {k}", layout.classifier(method.name, k),
                                  lambda m=method, k=k: self.classifier(m, k), cls.num_steps))
-    plan.append(stages.Stage("quality real", layout.quality("real"), lambda: self.quality().real_floor(
-        *self.data.full_train, seeds.real_floor_rng(config.seed))))
-    for name in generator_names:
-      plan.append(stages.Stage(f"quality {name}", layout.quality(name), lambda n=name: self.generated_quality(n),
-                               config.cas_steps))
     return plan
 
   def synthetic(self, data: methods_lib.DataPart) -> dict:
