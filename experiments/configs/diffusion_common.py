@@ -96,10 +96,9 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str | None) -> ml_
       config.widths = (32, 64)
       config.sample_steps = 25
     else:
-      # The pixel U-Net works on 16x more positions than the 7x7 latent one: at (32, 64, 64) and
-      # 25 DDIM steps it trained at 55 img/s and drew 6.6 img/s on 2 cores, hours for the
-      # filtered synthetic set of the imbalance benchmark; (16, 32, 32) and 10 steps train at
-      # ~190 img/s and draw ~41 img/s there (both measured beside another run).
+      # The pixel U-Net works on 16x more positions than the 7x7 latent one: at this width and 10
+      # DDIM steps it trains at ~190 img/s and draws ~41 img/s on 2 cores (docs/diffusion.md), so
+      # the imbalance benchmark's filtered synthetic set takes about as long as its training.
       config.widths = (16, 32, 32)
       config.sample_steps = 10
   return config

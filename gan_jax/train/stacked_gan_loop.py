@@ -35,6 +35,7 @@ from gan_jax.train import gan_step
 from gan_jax.train import loop
 
 FINAL_METRICS = "final_metrics.json"
+MEMBER_METRICS = "member_metrics.json"  # in the group folder: every member's last metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +108,9 @@ def fit_gans_stacked(config: ml_collections.ConfigDict, members: Sequence[Member
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   is_writer = jax.process_index() == 0
-  if is_writer:
-    workdir_lib.prepare(folder, config, migrations=gan_loop.MIGRATIONS)
+  if is_writer:  # every folder is checked before training, as fit_gan checks its own
+    for path in [folder] + [m.workdir for m in members]:
+      workdir_lib.prepare(path, config, migrations=gan_loop.MIGRATIONS)
   arrays = [gan_loop.class_balanced(m.images, m.labels, seed) if config.class_balanced else (m.images, m.labels)
             for m in members]
   programs = gan_loop.build_programs(config, image_shape, num_classes, mesh)
@@ -156,20 +158,32 @@ def fit_gans_stacked(config: ml_collections.ConfigDict, members: Sequence[Member
       periodic=[loop.Periodic(config.sample_every, save_samples)], is_writer=is_writer)
   if result.stopped:
     return [{**result.last_record, "stopped_by": result.stopped_by, "stopped_at": result.stopped_at}] * k_members
-  own = {k: np.asarray(jax.device_get(v)) for k, v in last.items()}
-  health = jax.device_get(result.state.health)
-  records = []
-  for k, member in enumerate(members):
-    record = dict(result.last_record)
-    record.update({name_: float(v[k]) for name_, v in own.items()})
-    record["nonfinite_skips"] = int(np.asarray(health["nonfinite_steps"])[k])
+  records = _member_records(result, last, folder, k_members, is_writer)
+  for k, (member, record) in enumerate(zip(members, records)):
+    if finished_record(member.workdir, config.num_steps) is not None:
+      continue  # written by an earlier call that stopped before the others
+    # Orbax saves are collective: every process saves, process 0 writes the files.
+    ckpt = checkpoint.Checkpointer(fs.join(member.workdir, "checkpoints"), max_to_keep=1, async_save=False)
+    try:
+      ckpt.save(config.num_steps, _member(result.state, k))
+    finally:
+      ckpt.close()
     if is_writer:
-      workdir_lib.prepare(member.workdir, config, migrations=gan_loop.MIGRATIONS)
-      ckpt = checkpoint.Checkpointer(fs.join(member.workdir, "checkpoints"), max_to_keep=1, async_save=False)
-      try:
-        ckpt.save(config.num_steps, _member(result.state, k))
-      finally:
-        ckpt.close()
       fs.write_json(fs.join(member.workdir, FINAL_METRICS), record)
-    records.append(record)
+  return records
+
+
+def _member_records(result: loop.LoopResult, last: dict[str, Any], folder: str, k_members: int,
+                    is_writer: bool) -> list[dict[str, Any]]:
+  """Each member's last metrics: from this call's last step, or (a call that resumed at the end and
+  ran no step) from the group folder, where they are kept before any member folder is written."""
+  path = fs.join(folder, MEMBER_METRICS)
+  if not last and fs.exists(path):
+    return fs.read_json(path)
+  own = {k: np.asarray(jax.device_get(v)) for k, v in last.items()}
+  health = np.asarray(jax.device_get(result.state.health)["nonfinite_steps"])
+  records = [{**result.last_record, **{name: float(v[k]) for name, v in own.items()},
+              "nonfinite_skips": int(health[k])} for k in range(k_members)]
+  if is_writer:
+    fs.write_json(path, records)
   return records

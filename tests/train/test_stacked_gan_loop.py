@@ -100,3 +100,15 @@ def test_unstackable_groups_are_refused(classes, tmp_path):
   members = [stacked_gan_loop.Member(x, y, str(tmp_path / "a")), stacked_gan_loop.Member(small, y[:8], str(tmp_path))]
   with pytest.raises(ValueError, match="one image shape"):
     stacked_gan_loop.fit_gans_stacked(section(), members, str(tmp_path / "g"), num_classes=10, seed=0, name="x")
+
+
+def test_a_group_resumed_at_its_end_writes_each_members_own_metrics(classes, tmp_path):
+  # A call stopped after the group's last checkpoint but before the member folders were written: the
+  # rerun runs no step and takes each member's own metrics from the group folder.
+  config = section()
+  first = stacked_run(config, classes, tmp_path)
+  for c in CLASSES:
+    fs.remove(fs.join(str(tmp_path / f"class{c}"), stacked_gan_loop.FINAL_METRICS))
+  again = stacked_run(config, classes, tmp_path)
+  assert again == first and first[0]["d_loss"] != first[1]["d_loss"]
+  assert [stacked_gan_loop.finished_record(str(tmp_path / f"class{c}"), 6) for c in CLASSES] == first

@@ -137,27 +137,34 @@ class PerClassGAN(ConditionalGAN):
         _stopped(record, folder)
         return record
 
-      runs.append(stages.Stage(f"generator {self.name} class {c}", layout.generator_done(self.name, c), fit,
-                               self.work(section)))
+      work = self.work(section)
+      if data.stack_classes:  # the group's first class trains all of it; the others only read their records
+        group = self._group(section, data, classes, c)
+        work *= len(group) if c == group[0] else 0
+      runs.append(stages.Stage(f"generator {self.name} class {c}", layout.generator_done(self.name, c), fit, work))
     return runs
+
+  def _group(self, section: ml_collections.ConfigDict, data: Data, classes: Sequence[int], c: int) -> list[int]:
+    """The classes that train with class c: those of its batch size."""
+    size = self._class_section(section, data, c).batch_size
+    return [j for j in classes if self._class_section(section, data, j).batch_size == size]
 
   def _fit_stacked(self, section: ml_collections.ConfigDict, layout: layout_lib.Layout, data: Data,
                    classes: Sequence[int], c: int) -> dict:
-    """Class c's record; the first unfinished class of a batch size trains with every later unfinished one."""
+    """Class c's record; the first class of a batch size to run trains its whole group (one folder, so a
+    stopped group resumes as the same group)."""
     class_section = self._class_section(section, data, c)
     record = stacked_gan_loop.finished_record(layout.generator(self.name, c), section.num_steps)
     if record is not None:
       return record
-    group = [j for j in classes[list(classes).index(c):]
-             if self._class_section(section, data, j).batch_size == class_section.batch_size
-             and (j == c or stacked_gan_loop.finished_record(layout.generator(self.name, j), section.num_steps) is None)]
+    group = self._group(section, data, classes, c)
     members = [stacked_gan_loop.Member(data.images[data.labels == j], data.labels[data.labels == j],
                                        layout.generator(self.name, j)) for j in group]
     records = stacked_gan_loop.fit_gans_stacked(
         class_section, members, layout.generator_group(self.name, group), num_classes=data.num_classes,
         seed=data.seed, name=f"{self.name} classes {','.join(map(str, group))}")
     _stopped(records[0], layout.generator_group(self.name, group))
-    return records[0]
+    return records[group.index(c)]
 
   def load(self, section: ml_collections.ConfigDict, layout: layout_lib.Layout, data: Data,
            classes: Sequence[int]) -> ClassGenerator:

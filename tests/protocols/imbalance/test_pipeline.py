@@ -287,19 +287,21 @@ def test_a_synthetic_stage_takes_the_classes_a_stopped_run_drew(smoke, idx_dir):
 
 def test_stacked_class_generators_reproduce_the_sequential_ones(smoke, idx_dir, caplog):
   # Rewrites two per-class DCGANs (nothing after them reruns: their synthetic stage is cached). The
-  # unfinished classes of one batch size retrain as one vmapped program and end where their own
-  # runs ended; the finished classes of that batch size (1-7, all at batch 8) stay as they are.
+  # classes of one batch size (1-9, all at batch 8) train as one vmapped program; the unfinished
+  # ones end where their own runs ended, the finished ones (1-7) keep their folders as they are.
   config, workdir, _ = smoke
   classes = (8, 9)
   folder = lambda c: fs.join(workdir, "generators", "dcgan", f"class{c}")
   before = {c: fs.read_json(fs.join(folder(c), "done.json")) for c in classes}
+  kept_record = fs.read_bytes(fs.join(folder(1), "final_metrics.json"))
   for c in classes:
     fs.remove(folder(c))
   with caplog.at_level("INFO"):
     pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir), class_generators="stacked")
   messages = [r.getMessage() for r in caplog.records]
-  assert any("[dcgan classes 8,9] step 10/10" in line for line in messages), messages
-  assert fs.exists(fs.join(workdir, "generators", "dcgan", "stacked_8-9", "checkpoints"))
+  assert any("[dcgan classes 1,2,3,4,5,6,7,8,9] step 10/10" in line for line in messages), messages
+  assert fs.exists(fs.join(workdir, "generators", "dcgan", "stacked_1-2-3-4-5-6-7-8-9", "checkpoints"))
+  assert fs.read_bytes(fs.join(folder(1), "final_metrics.json")) == kept_record  # a finished member is kept
   for c, old in before.items():
     new = fs.read_json(fs.join(folder(c), "done.json"))
     assert new["step"] == old["step"] == 10
