@@ -77,6 +77,16 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, replicated(mesh))
 
 
+def stack_members(trees: Sequence[Any]) -> Any:
+  """Pytrees of one structure stacked on a new leading member axis (models trained as one vmapped program)."""
+  return jax.tree.map(lambda *xs: jax.numpy.stack(xs), *trees)
+
+
+def member(tree: Any, k: int) -> Any:
+  """Member k of a pytree stacked by `stack_members`."""
+  return jax.tree.map(lambda x: x[k], tree)
+
+
 def data_parallel_jit(step_fn: Callable, mesh: Mesh, batch_axis: int = 0, donate_state: bool = True) -> Callable:
   """jit(step_fn(state, batch) -> (state, metrics)) with replicated state and a sharded batch."""
   rep = replicated(mesh)

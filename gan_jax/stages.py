@@ -45,6 +45,12 @@ class Stage:
     folder: what the stage owns; removed before redoing a stale stage.
     resume: called instead of `run` for a finished stage whose in-memory result later
       stages need (a SinGAN scale restores its networks); None: nothing to do.
+    cleanup: removes what the stage kept only to resume itself (per-class parts of a
+      draw); called once its marker is written, and for a finished stage on a rerun (a
+      process may die between the two). None: nothing to remove.
+    kind: stages of one kind share an ETA rate; '' (default): the first word of the name
+      ('generator', 'classifier'). Stages whose names share a word but whose work units
+      differ name their own kind.
   """
   name: str
   marker: str
@@ -53,11 +59,12 @@ class Stage:
   fingerprint: dict | None = None
   folder: str | None = None
   resume: Callable[[], Any] | None = None
+  cleanup: Callable[[], None] | None = None
+  kind: str = ""
 
-  @property
-  def kind(self) -> str:
-    """The first word of the name: stages of one kind ('generator', 'classifier') share a rate."""
-    return self.name.split(" ", 1)[0]
+  def __post_init__(self):
+    if not self.kind:
+      object.__setattr__(self, "kind", self.name.split(" ", 1)[0])
 
 
 class _Eta:
@@ -167,6 +174,8 @@ class Runner:
         logging.info("[stage %d/%d] %s: cached", index, total, stage.name)
         if stage.resume is not None:
           stage.resume()
+        if stage.cleanup is not None and self.writer:
+          stage.cleanup()
         continue
       if stage.folder is not None and fs.exists(stage.marker) and self.writer:
         fs.remove(stage.folder)  # a result of another fingerprint: its checkpoints are stale too
@@ -178,6 +187,8 @@ class Runner:
         return False
       if self.writer:
         save_payload(stage.marker, _with_fingerprint(payload, stage))
+        if stage.cleanup is not None:
+          stage.cleanup()
       took = time.perf_counter() - start
       self.seconds[stage.name] = took
       eta.add(stage, took)

@@ -124,3 +124,23 @@ def test_the_eta_line_ignores_cached_stages(tmp_path, caplog):
   lines = [r.getMessage() for r in caplog.records if "done in" in r.getMessage()]
   assert len(lines) == 2 and lines[-1].endswith("| ETA 0:00:00")
   assert "not yet estimable" not in lines[0]
+
+
+def test_a_named_kind_keeps_its_own_rate_apart_from_stages_sharing_its_first_word():
+  eta = stages._Eta()  # pylint: disable=protected-access
+  eta.add(stages.Stage("quality real", "m", lambda: {}, kind="quality floor"), 100.0)  # work 1: its own unit
+  eta.add(stages.Stage("quality a", "m", lambda: {}, work=1_000), 10.0)
+  seconds, unknown = eta.remaining([stages.Stage("quality b", "m", lambda: {}, work=1_000)])
+  assert (seconds, unknown) == (pytest.approx(10.0), 0)  # not (100 + 10) / 1,001 per unit
+  assert stages.Stage("quality b", "m", lambda: {}).kind == "quality"
+
+
+def test_cleanup_runs_after_the_marker_is_written_and_again_for_a_finished_stage(tmp_path):
+  marker, seen = str(tmp_path / "done.json"), []
+  stage = stages.Stage("draw", marker, lambda: {}, cleanup=lambda: seen.append(os.path.exists(marker)))
+  stages.Runner([stage]).run()
+  assert seen == [True]  # never before the marker: a process that dies between them loses nothing
+  stages.Runner([stage]).run()
+  assert seen == [True, True]
+  stages.Runner([stage], writer=False).run()
+  assert seen == [True, True]  # only the writing process removes files

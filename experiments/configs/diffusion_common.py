@@ -36,6 +36,8 @@ def training_config(model: str) -> ml_collections.ConfigDict:
   config.sample_steps = 50
   config.eta = 0.0
   config.guidance = 3.0
+  # Images per sampler call (the last call of a draw padded): the sampler compiles once for this size.
+  config.sample_batch_size = 500
   # Optimisation.
   config.batch_size = 128
   config.num_steps = 20_000
@@ -85,6 +87,7 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str | None) -> ml_
     config.log_every = config.checkpoint_every = 3
     config.diffusion_steps = 100
     config.sample_steps = 4
+    config.sample_batch_size = 64  # the smoke draws are tens of images per class
   elif variant == "cpu":
     config.blocks_per_level = 1
     config.context_dim = 32

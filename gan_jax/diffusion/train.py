@@ -39,15 +39,17 @@ MODELS = ("ldm", "ddpm")
 OUTPUT_RANGE = (-1.0, 1.0)
 POSITIVE_FIELDS = ("batch_size", "num_steps", "log_every", "checkpoint_every", "keep_checkpoints", "diffusion_steps",
                    "sample_steps", "heads", "context_dim", "blocks_per_level", "ae_batch_size", "ae_steps",
-                   "latent_channels", "ae_disc_width")
+                   "latent_channels", "ae_disc_width", "sample_batch_size")
 FIRST_STAGE = "first_stage"
 SCALE_FILE = "latent_scale.json"
 # Fields a rerun may change and still resume (more steps continue both stages).
-RESUMABLE_FIELDS = (*workdir_lib.RESUMABLE_FIELDS, "ae_steps", "guidance", "sample_steps", "sampler", "eta")
+RESUMABLE_FIELDS = (*workdir_lib.RESUMABLE_FIELDS, "ae_steps", "guidance", "sample_steps", "sampler", "eta",
+                    "sample_batch_size")
 NONFINITE_HINT = "Lower --config.learning_rate (or --config.ae_learning_rate)."
 # The first stage's optional patch discriminator: runs recorded before these fields trained without one.
+# Runs recorded before sample_batch_size drew in chunks of 500.
 MIGRATIONS = workdir_lib.Migrations(added=dict(ae_disc_weight=0.0, ae_disc_start=1_000, ae_disc_width=32,
-                                               ae_disc_layers=2, ae_disc_loss="hinge"))
+                                               ae_disc_layers=2, ae_disc_loss="hinge", sample_batch_size=500))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +226,7 @@ def _latent_scale(programs, ae_params, dataset, config, seed, folder) -> float:
 
 def load_sampler(config: ml_collections.ConfigDict, workdir: str, *, image_shape: Sequence[int],
                  num_classes: int) -> Callable[..., np.ndarray]:
-  """A finished run as `sample(key, labels, batch_size=500, guidance=config.guidance) -> uint8 images`.
+  """A finished run as `sample(key, labels, batch_size=None, guidance=None) -> uint8 images` (see `make_sampler`).
 
   Samples come from the denoiser's EMA parameters with the config's sampler and steps;
   the ldm decodes the final latents with its first stage.
@@ -248,7 +250,11 @@ def initial_parameters(programs: Programs, seed: int = 0) -> tuple[Any, Any]:
 
 def make_sampler(config: ml_collections.ConfigDict, programs: Programs, params: Any, first_stage_params: Any,
                  scale: float) -> Callable[..., np.ndarray]:
-  """`sample(key, labels, batch_size=500, guidance=config.guidance) -> uint8 images` from given parameters.
+  """`sample(key, labels, batch_size=None, guidance=None) -> uint8 images` from given parameters.
+
+  Labels are drawn in chunks of `batch_size` (None: config.sample_batch_size), the last one
+  padded, so the sampler compiles once; a draw depends on the chunk size (its noise is drawn
+  per chunk). `guidance` None: config.guidance.
 
   Args:
     config: the run's config (sampler, sample_steps, eta, prediction, guidance).
@@ -280,8 +286,9 @@ def make_sampler(config: ml_collections.ConfigDict, programs: Programs, params: 
       return jnp.clip(decode(out) if decode else out, -1, 1), path
     return jnp.clip(decode(out) if decode else out, -1, 1)
 
-  def sample(key, labels, batch_size: int = 500, guidance: float | None = None) -> np.ndarray:
+  def sample(key, labels, batch_size: int | None = None, guidance: float | None = None) -> np.ndarray:
     labels = np.asarray(labels, np.int32)
+    batch_size = int(config.sample_batch_size if batch_size is None else batch_size)
     g = float(config.guidance if guidance is None else guidance)
     if not len(labels):
       return np.zeros((0,) + programs.image_shape, np.uint8)

@@ -300,7 +300,7 @@ def train_classifiers(programs: ClassifierPrograms, images: np.ndarray, labels: 
     inputs = classifier_step.loss_args(programs.model.num_classes)
   dataset = device_dataset.DeviceDataset(images, labels, programs.mesh, INPUT_RANGE)
   device_inputs = parallel.replicate(jax.tree.map(jnp.asarray, inputs), programs.mesh)
-  stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+  stack = parallel.stack_members
   states = parallel.replicate(stack([programs.init(jax.random.PRNGKey(s)) for s in seeds]), programs.mesh)
   recipe = programs.recipe
 

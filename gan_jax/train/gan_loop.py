@@ -262,19 +262,33 @@ def fixed_sample_inputs(gan: models.GAN, seed: int) -> tuple[jax.Array, jax.Arra
 
 
 def health_check(on_nonfinite: str, metric_names: list[str]) -> loop.CheckFn:
-  """The loop's check of GAN states: counts skipped non-finite updates; in 'error' mode names the first one."""
+  """The loop's check of GAN states: counts skipped non-finite updates; in 'error' mode names the first one.
+
+  States stacked on a leading member axis (`stacked_gan_loop`) sum their members' skips and
+  name the first member with one.
+  """
 
   def check(state: gan_step.GANTrainState, scalars: dict | None, step: int):
     del step
     health = jax.device_get(state.health)
-    count = int(health["nonfinite_steps"])
-    extra = {"nonfinite_skips": count} if scalars is not None else {}
-    if count and on_nonfinite == "error":
-      bad = ", ".join(gan_step.decode_mask(health["first_bad_mask"], metric_names))
-      return extra, f"Non-finite {bad} at step {int(health['first_bad_step'])}; the update was not applied"
+    counts = np.asarray(health["nonfinite_steps"])
+    extra = {"nonfinite_skips": int(counts.sum())} if scalars is not None else {}
+    if counts.any() and on_nonfinite == "error":
+      k = () if counts.ndim == 0 else int(np.flatnonzero(counts)[0])
+      bad = ", ".join(gan_step.decode_mask(np.asarray(health["first_bad_mask"])[k], metric_names))
+      member = "" if counts.ndim == 0 else f" of member {k}"
+      return extra, (f"Non-finite {bad} at step {int(np.asarray(health['first_bad_step'])[k])}{member}; "
+                     "the update was not applied")
     return extra, None
 
   return check
+
+
+def save_sample_grid(workdir: str, done: int, grid: jax.Array, rows: int, cols: int,
+                     output_range: tuple[float, float]) -> None:
+  """A run's sample grid after `done` steps: samples/step_<done>.png."""
+  images.save_grid(fs.join(workdir, "samples", f"step_{done:08d}.png"), np.asarray(jax.device_get(grid)),
+                   rows, cols, output_range)
 
 
 def fit_gan(config: ml_collections.ConfigDict, images_: np.ndarray, labels: np.ndarray, workdir: str, *,
@@ -322,9 +336,8 @@ def fit_gan(config: ml_collections.ConfigDict, images_: np.ndarray, labels: np.n
   sample_z, sample_labels, rows, cols = fixed_sample_inputs(gan, seed)
 
   def save_samples(state, done):
-    grid = programs.render_at(done)(state, sample_z, sample_labels)
-    images.save_grid(fs.join(workdir, "samples", f"step_{done:08d}.png"), np.asarray(jax.device_get(grid)),
-                     rows, cols, gan.output_range)
+    save_sample_grid(workdir, done, programs.render_at(done)(state, sample_z, sample_labels), rows, cols,
+                     gan.output_range)
 
   result = loop.train(
       init(jax.random.PRNGKey(seed)), step_fn, num_steps=config.num_steps, name=name or config.model,

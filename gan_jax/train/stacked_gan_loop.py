@@ -25,7 +25,6 @@ import numpy as np
 
 from gan_jax import checkpoint
 from gan_jax import fs
-from gan_jax import images as images_lib
 from gan_jax import parallel
 from gan_jax import workdir as workdir_lib
 from gan_jax.data import batch_order
@@ -53,32 +52,6 @@ def finished_record(workdir: str, num_steps: int) -> dict[str, Any] | None:
     return None
   record = fs.read_json(path)
   return record if int(record.get("step", 0)) >= num_steps else None
-
-
-def _stack(trees: Sequence[Any]) -> Any:
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def _member(tree: Any, k: int) -> Any:
-  return jax.tree.map(lambda x: x[k], tree)
-
-
-def stacked_health_check(on_nonfinite: str, metric_names: list[str]) -> loop.CheckFn:
-  """`gan_loop.health_check` over the members: skipped updates summed, the first bad member named."""
-
-  def check(states: gan_step.GANTrainState, scalars: dict | None, step: int):
-    del step
-    health = jax.device_get(states.health)
-    counts = np.asarray(health["nonfinite_steps"])
-    extra = {"nonfinite_skips": int(counts.sum())} if scalars is not None else {}
-    if counts.any() and on_nonfinite == "error":
-      k = int(np.flatnonzero(counts)[0])
-      bad = ", ".join(gan_step.decode_mask(health["first_bad_mask"][k], metric_names))
-      return extra, (f"Non-finite {bad} at step {int(health['first_bad_step'][k])} of member {k}; "
-                     "the update was not applied")
-    return extra, None
-
-  return check
 
 
 def fit_gans_stacked(config: ml_collections.ConfigDict, members: Sequence[Member], folder: str, *,
@@ -142,19 +115,19 @@ def fit_gans_stacked(config: ml_collections.ConfigDict, members: Sequence[Member
 
   def save_samples(states, done):
     for k, member in enumerate(members):
-      grid = programs.render_at(done)(_member(states, k), sample_z, sample_labels)
-      images_lib.save_grid(fs.join(member.workdir, "samples", f"step_{done:08d}.png"),
-                           np.asarray(jax.device_get(grid)), rows, cols, gan.output_range)
+      gan_loop.save_sample_grid(member.workdir, done, programs.render_at(done)(parallel.member(states, k), sample_z,
+                                                                               sample_labels), rows, cols,
+                                gan.output_range)
 
   init = programs.init(jax.random.PRNGKey(seed))
-  states = parallel.replicate(_stack([init] * k_members), mesh)
+  states = parallel.replicate(parallel.stack_members([init] * k_members), mesh)
   result = loop.train(
       states, step_fn, num_steps=config.num_steps, name=name, log_every=config.log_every,
       checkpoint_dir=fs.join(folder, "checkpoints"), checkpoint_every=config.checkpoint_every,
       keep_checkpoints=config.keep_checkpoints, metrics_dir=folder,
       images_per_step=config.batch_size * d_steps * k_members,
       describe=lambda s: f"mean d_loss={s['d_loss']:.4f} g_loss={s['g_loss']:.4f} {s['images_per_sec']:.0f} img/s",
-      check=stacked_health_check(config.on_nonfinite, metric_names), nonfinite_hint=gan_loop.NONFINITE_HINT,
+      check=gan_loop.health_check(config.on_nonfinite, metric_names), nonfinite_hint=gan_loop.NONFINITE_HINT,
       periodic=[loop.Periodic(config.sample_every, save_samples)], is_writer=is_writer)
   if result.stopped:
     return [{**result.last_record, "stopped_by": result.stopped_by, "stopped_at": result.stopped_at}] * k_members
@@ -165,7 +138,7 @@ def fit_gans_stacked(config: ml_collections.ConfigDict, members: Sequence[Member
     # Orbax saves are collective: every process saves, process 0 writes the files.
     ckpt = checkpoint.Checkpointer(fs.join(member.workdir, "checkpoints"), max_to_keep=1, async_save=False)
     try:
-      ckpt.save(config.num_steps, _member(result.state, k))
+      ckpt.save(config.num_steps, parallel.member(result.state, k))
     finally:
       ckpt.close()
     if is_writer:

@@ -45,6 +45,16 @@ def test_sampler_gives_uint8_images_and_guidance_changes_them(smoke):
   assert not np.array_equal(a, sample(key, labels, guidance=0.0))
 
 
+def test_the_sampler_draws_in_chunks_of_the_configured_size(smoke):
+  config, workdir, _ = smoke
+  sample = train.load_sampler(config, workdir, image_shape=(28, 28, 1), num_classes=10)
+  key, labels = jax.random.PRNGKey(2), np.full(5, 4)
+  by_config = sample(key, labels)
+  np.testing.assert_array_equal(by_config, sample(key, labels, batch_size=config.sample_batch_size))
+  halves = sample(key, labels, batch_size=3)  # two chunks with their own noise: another draw
+  assert halves.shape == by_config.shape and not np.array_equal(halves, by_config)
+
+
 def test_a_run_stopped_halfway_resumes_to_the_same_model(smoke, idx_dir, tmp_path):
   # Stopped in the denoiser stage (at step 3 of 6): the rerun reuses the first stage and its latent
   # scale and continues the denoiser from its checkpoint, to the samples of the uninterrupted run.
@@ -70,6 +80,7 @@ def test_a_run_stopped_halfway_resumes_to_the_same_model(smoke, idx_dir, tmp_pat
     ("label_dropout", 1.0, r"label_dropout must lie in \[0, 1\), got 1.0"),
     ("heads", 3, r"config.widths \(16, 32\) must be multiples of config.heads=3"),
     ("batch_size", 12, "batch_size=12 is not divisible by the number of devices"),
+    ("sample_batch_size", 0, "sample_batch_size"),
 ])
 def test_bad_fields_are_refused_before_training(field, value, message):
   config = ldm_mnist.get_config("smoke")

@@ -167,3 +167,19 @@ def test_load_generator_samples_the_ema_weights_when_the_run_keeps_them(tmp_path
   # Training is identical (the average never feeds back), the sampled generator is not.
   assert drawn[0.0, "metrics"] == drawn[0.5, "metrics"]
   assert not np.array_equal(drawn[0.0], drawn[0.5])
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_health_check_names_the_first_bad_update_and_the_member(stacked):
+  import types  # pylint: disable=g-import-not-at-top
+  names = ["d_loss", "g_loss"]
+  # The mask's bits follow sorted names: bit 1 is g_loss.
+  health = {"nonfinite_steps": np.int32(2), "first_bad_mask": np.int32(0b10), "first_bad_step": np.int32(7)}
+  if stacked:  # member 0 is clean, member 1 is the first with a skipped update
+    health = {"nonfinite_steps": np.array([0, 2, 1]), "first_bad_mask": np.array([0, 0b10, 0b01]),
+              "first_bad_step": np.array([0, 7, 3])}
+  state = types.SimpleNamespace(health=health)
+  extra, error = gan_loop.health_check("error", names)(state, {}, 9)
+  assert extra == {"nonfinite_skips": 3 if stacked else 2}
+  assert error == "Non-finite g_loss at step 7" + (" of member 1" if stacked else "") + "; the update was not applied"
+  assert gan_loop.health_check("skip", names)(state, None, 9) == ({}, None)

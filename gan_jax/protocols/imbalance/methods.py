@@ -22,6 +22,7 @@ import numpy as np
 from absl import logging
 
 from gan_jax import checks
+from gan_jax import fs
 from gan_jax import progress
 from gan_jax.protocols.imbalance import generators
 
@@ -227,6 +228,34 @@ class ClassDraw:
   images: np.ndarray
   acceptance: float | None
   filled: int
+
+
+class ClassDrawStore:
+  """The finished classes of one synthetic draw, a file each, so that a stopped draw resumes by class.
+
+  A class's draws depend only on the class (see `sample_with_filter`), so a kept class
+  equals what the resumed draw would compute.
+  """
+
+  def __init__(self, folder: str):
+    self.folder = folder
+
+  def _path(self, c: int) -> str:
+    return fs.join(self.folder, f"c{c}.npz")
+
+  def load(self, c: int) -> ClassDraw | None:
+    """Class c as an earlier, stopped draw kept it; None if it was not finished."""
+    if not fs.exists(self._path(c)):
+      return None
+    arrays = fs.load_npz(self._path(c))
+    return ClassDraw(arrays["image"], float(arrays["acceptance"]), int(arrays["filled"]))
+
+  def keep(self, c: int, draw: ClassDraw) -> None:
+    fs.save_npz(self._path(c), image=draw.images, acceptance=np.float64(draw.acceptance),
+                filled=np.int64(draw.filled))
+
+  def clear(self) -> None:
+    fs.remove(self.folder)
 
 
 def _draw_class(sample: Callable[[int, int], np.ndarray], c: int, wanted: int,

@@ -136,13 +136,17 @@ class Study:
     # The generators' image quality (Frechet distance, CAS) right after they train: cheaper than
     # their filtered synthetic sets, and what tells whether those are worth drawing.
     plan.append(stages.Stage("quality real", layout.quality("real"), lambda: self.quality().real_floor(
-        *self.data.full_train, seeds.real_floor_rng(config.seed))))
+        *self.data.full_train, seeds.real_floor_rng(config.seed)), kind="quality floor"))  # trains no CAS
     for name in generator_names:
       plan.append(stages.Stage(f"quality {name}", layout.quality(name), lambda n=name: self.generated_quality(n),
                                config.cas_steps))
     for data_name in dict.fromkeys(m.data.name for m in self.plan.methods if m.adds_images):
-      plan.append(stages.Stage(f"synthetic {data_name}", layout.synthetic_info(data_name),
-                               lambda d=methods_lib.DATA_PARTS[data_name]: self.synthetic(d), work=None))
+      data = methods_lib.DATA_PARTS[data_name]
+      drawn = data.kind != "resample"  # a generator's draw keeps finished classes until its marker is written
+      plan.append(stages.Stage(
+          f"synthetic {data_name}", layout.synthetic_info(data_name), lambda d=data: self.synthetic(d), work=None,
+          cleanup=methods_lib.ClassDrawStore(layout.synthetic_classes(data_name)).clear if drawn else None,
+          kind="synthetic draw" if drawn else "synthetic resample"))  # hours vs seconds: apart in the ETA
     for method in self.plan.methods:
       for k in range(config.num_seeds):
         plan.append(stages.Stage(f"classifier {method.name} seed {k}", layout.classifier(method.name, k),
@@ -161,29 +165,20 @@ class Study:
       if self.use_filter:
         filter_params = self.params(self.layout.filter)
         confidence = lambda images, c: classifier_loop.predict(self.programs, filter_params, images)[0][:, c]
-      folder = self.layout.synthetic_classes(data.name)
-      path = lambda c: fs.join(folder, f"c{c}.npz")
-
-      def finished(c):  # a class a stopped run drew keeps its images: its draws do not depend on the others
-        if not fs.exists(path(c)):
-          return None
-        arrays = fs.load_npz(path(c))
-        return methods_lib.ClassDraw(arrays["image"], float(arrays["acceptance"]), int(arrays["filled"]))
+      store = methods_lib.ClassDrawStore(self.layout.synthetic_classes(data.name))
+      last = max((c for c, a in enumerate(self.add) if a > 0), default=-1)
 
       def keep(c, class_draw):
-        fs.save_npz(path(c), image=class_draw.images, acceptance=np.float64(class_draw.acceptance),
-                    filled=np.int64(class_draw.filled))
-        if stop.should_stop():
+        store.keep(c, class_draw)
+        if c < last and stop.should_stop():
           raise stages.StageStopped(f"Stopped by {stop.received} while drawing the images of {data.name} "
-                                    f"(classes up to {c} kept in {folder})")
+                                    f"(classes up to {c} kept in {store.folder})")
 
       with preemption.StopSignal() as stop:  # a signal stops the stage between classes, not after all of them
         images, labels, info = methods_lib.sample_with_filter(draw, self.add, confidence, config.filter_confidence,
-                                                              name=f"synthetic {data.name}", finished=finished,
+                                                              name=f"synthetic {data.name}", finished=store.load,
                                                               on_class=keep)
     fs.save_npz(self.layout.synthetic(data.name), image=images, label=labels)
-    if data.kind != "resample":
-      fs.remove(self.layout.synthetic_classes(data.name))
     return {"method": data.name, "added_per_class": np.bincount(labels, minlength=self.num_classes).tolist(),
             **info}
 

@@ -1,5 +1,7 @@
 """Rebalancing methods: method parsing, synthetic counts, imbalanced-learn sets and the confidence filter."""
 import json
+import os
+
 import numpy as np
 import pytest
 
@@ -94,29 +96,31 @@ def _confidence(images, c):
   return images[:, 0, 0, 0] / 255.0 if c != 2 else np.zeros(len(images))
 
 
-def test_a_stopped_draw_keeps_its_finished_classes_and_the_rerun_equals_one_run():
+def test_a_stopped_draw_keeps_its_finished_classes_and_the_rerun_equals_one_run(tmp_path):
   add = [0, 30, 20, 25]
   straight = methods.sample_with_filter(_keyed_sample(), add, _confidence, threshold=0.6)
-  kept = {}
+  store = methods.ClassDrawStore(str(tmp_path / "classes"))
 
   class Stop(Exception):
     pass
 
   def keep_then_stop(c, draw):
-    kept[c] = draw
+    store.keep(c, draw)
     if c == 2:
       raise Stop()
 
   with pytest.raises(Stop):
     methods.sample_with_filter(_keyed_sample(), add, _confidence, threshold=0.6, on_class=keep_then_stop)
-  assert sorted(kept) == [1, 2]
+  assert sorted(os.listdir(store.folder)) == ["c1.npz", "c2.npz"] and store.load(3) is None
   redrawn = []
-  resumed = methods.sample_with_filter(_keyed_sample(), add, _confidence, threshold=0.6, finished=kept.get,
+  resumed = methods.sample_with_filter(_keyed_sample(), add, _confidence, threshold=0.6, finished=store.load,
                                        on_class=lambda c, d: redrawn.append(c))
   assert redrawn == [3]
   np.testing.assert_array_equal(resumed[0], straight[0])
   np.testing.assert_array_equal(resumed[1], straight[1])
-  assert resumed[2] == straight[2] and straight[2]["filled"][2] == 20
+  assert resumed[2] == straight[2] and straight[2]["filled"][2] == 20  # acceptance and fills kept exactly
+  store.clear()
+  assert not os.path.exists(store.folder)
 
 
 def test_sample_without_filter_is_plain_sampling():
