@@ -79,7 +79,7 @@ def _imbalance(f: dict) -> list[str]:
            f"{f['dataset']} {f['profile']}, {f['seeds']} seeds, methods run: {', '.join(f['methods_run'])}.", "",
            f"- wall time of what ran: {_n(f['wall_s'])} s; {f['classifier_stages']} classifier stages, median "
            f"{_n(f['classifier_stage_median_s'], 1, 1)} s each",
-           f"- generators (train + synthetic set + quality): "
+           "- generators (train + synthetic set + quality): "
            + (", ".join(f"{g} {_n(s)} s" for g, s in f["generator_pipeline_s"].items()) or "none"),
            f"- the full config ({len(f['methods_full'])} methods x {f['seeds']} seeds): "
            f"{_n(f['full_run_estimate_s'])} s"

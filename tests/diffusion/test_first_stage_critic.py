@@ -1,6 +1,4 @@
-"""The first stage's optional patch discriminator: adaptive weight, start step, sharding, a whole smoke run."""
-import json
-import os
+"""The first stage's optional patch discriminator: adaptive weight, start step, sharding (test_train.py runs it whole)."""
 
 import chex
 import jax
@@ -14,7 +12,6 @@ from gan_jax import losses
 from gan_jax import parallel
 from gan_jax.diffusion import driver
 from gan_jax.diffusion import steps
-from gan_jax.diffusion import train
 from gan_jax.models import kl_autoencoder
 from gan_jax.models import translation
 
@@ -110,27 +107,6 @@ def test_adversarial_step_sharded_over_8_devices_equals_one_device(setup):
     results.append(jax.device_get((new.params, new.critic_params, metrics["loss"])))
   assert jax.device_count() == 8
   chex.assert_trees_all_close(results[0], results[1], atol=2e-5, rtol=2e-5)
-
-
-def test_smoke_run_with_the_discriminator_checkpoints_the_critic_and_samples(idx_dir, tmp_path):
-  config = ldm_mnist.get_config("smoke")
-  config.ae_disc_weight = 0.5  # from step 3 of 6
-  images, labels = driver.gan_loop.load_train_arrays(config, str(idx_dir))
-  workdir = str(tmp_path / "run")
-  train.fit_diffusion(config, images, labels, workdir, num_classes=10, seed=config.seed)
-  records = [json.loads(l) for l in open(os.path.join(workdir, "first_stage", "metrics.jsonl"))]
-  assert [r["step"] for r in records] == [3, 6]
-  assert records[0]["d_loss"] == 0.0 and records[1]["d_loss"] > 0 and records[1]["disc_weight"] > 0
-  # The checkpoint holds the critic as trained (a rerun resumes both players), not as initialised.
-  programs = train.build(config, (28, 28, 1), 10)
-  template = train._first_stage_init(programs, config.seed)  # pylint: disable=protected-access
-  restored = train._restore(template, os.path.join(workdir, "first_stage"))  # pylint: disable=protected-access
-  assert int(restored.step) == 6
-  assert not np.allclose(restored.critic_params["logits"]["kernel"], template.critic_params["logits"]["kernel"])
-  samples = train.load_sampler(config, workdir, image_shape=(28, 28, 1), num_classes=10)(
-      jax.random.PRNGKey(1), np.arange(10))
-  chex.assert_shape(samples, (10, 28, 28, 1))
-  assert samples.std() > 0
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -15,7 +15,9 @@ from gan_jax.diffusion import train
 
 @pytest.fixture(scope="module")
 def smoke(idx_dir, tmp_path_factory):
+  """The :smoke run with the first stage's patch discriminator on from step 3 of 6 (one run covers both paths)."""
   config = ldm_mnist.get_config("smoke")
+  config.ae_disc_weight = 0.5
   workdir = str(tmp_path_factory.mktemp("ldm"))
   return config, workdir, driver.train_diffusion(config, workdir, idx_dir=str(idx_dir))
 
@@ -32,6 +34,18 @@ def test_outputs_of_both_stages_and_the_figures(smoke):
   assert Image.open(os.path.join(workdir, "samples_guidance_3.png")).size == (8 * 30 + 2, 10 * 30 + 2)
   lines = open(os.path.join(workdir, "first_stage", "metrics.jsonl")).read().splitlines()
   assert [json.loads(l)["step"] for l in lines] == [3, 6]
+
+
+def test_the_discriminator_starts_at_its_step_and_its_checkpoint_holds_the_trained_critic(smoke):
+  config, workdir, _ = smoke
+  records = [json.loads(l) for l in open(os.path.join(workdir, "first_stage", "metrics.jsonl"))]
+  assert records[0]["d_loss"] == 0.0 and records[1]["d_loss"] > 0 and records[1]["disc_weight"] > 0
+  # The checkpoint holds the critic as trained (a rerun resumes both players), not as initialised.
+  programs = train.build(config, (28, 28, 1), 10)
+  template = train._first_stage_init(programs, config.seed)  # pylint: disable=protected-access
+  restored = train._restore(template, os.path.join(workdir, "first_stage"))  # pylint: disable=protected-access
+  assert int(restored.step) == 6
+  assert not np.allclose(restored.critic_params["logits"]["kernel"], template.critic_params["logits"]["kernel"])
 
 
 def test_sampler_gives_uint8_images_and_guidance_changes_them(smoke):
