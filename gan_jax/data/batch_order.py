@@ -27,10 +27,12 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   return num_examples // batch_size
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=64)
 def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   # Consecutive steps share an epoch; caching avoids redrawing the permutation
-  # every step. Read-only so a caller cannot corrupt the cached order.
+  # every step, also for the members of a stacked program (one data set size each, up to
+  # one per class) that draw their batches in turn. Read-only so a caller cannot corrupt
+  # the cached order.
   order = np.random.default_rng([seed, epoch]).permutation(num_examples)
   order.setflags(write=False)
   return order

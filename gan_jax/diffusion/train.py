@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from absl import logging
+from jax.experimental import multihost_utils
 
 from gan_jax import batching
 from gan_jax import checkpoint
@@ -167,6 +169,9 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
                   num_classes: int, seed: int, overwrite: bool = False, name: str | None = None) -> dict[str, Any]:
   """Trains (or resumes) both stages on uint8 images [N, H, W, C] in `workdir`.
 
+  A rerun with more `ae_steps` continues the first stage; its latents then change, so a
+  denoiser trained on the earlier ones starts again (as a run with those steps from the start).
+
   Returns:
     The denoiser's last metrics record with the latent scale, plus 'stopped_by' when a signal ended the run.
   """
@@ -180,6 +185,7 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
   to_latent, scale = None, None
   if programs.first_stage is not None:
     folder = fs.join(workdir, FIRST_STAGE)
+    denoiser_latents = _scale_record(folder).get("first_stage_steps")  # the latents the denoiser so far learned
     ae_step = parallel.data_parallel_jit(
         steps.make_first_stage_step(programs.first_stage, programs.ae_tx, programs.first_stage_cfg, programs.critic,
                                     programs.critic_tx), mesh)
@@ -193,6 +199,8 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
     ae_params = result.state.params
     scale = _latent_scale(programs, ae_params, dataset, config, seed, folder)
     to_latent = steps.latent_encoder(programs.first_stage, ae_params, scale)
+    if denoiser_latents is not None and denoiser_latents != config.ae_steps:
+      _restart_denoiser(workdir, denoiser_latents, config.ae_steps)
   step = parallel.data_parallel_jit(steps.make_denoiser_step(programs.denoiser, programs.tx, programs.schedule,
                                                              programs.denoiser_cfg, num_classes, to_latent), mesh)
   result = _train_stage(
@@ -206,13 +214,29 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
   return record
 
 
+def _scale_record(folder: str) -> dict:
+  path = fs.join(folder, SCALE_FILE)
+  return fs.read_json(path) if fs.exists(path) else {}
+
+
+def _restart_denoiser(workdir: str, old_steps: int, new_steps: int) -> None:
+  """Discards a denoiser trained on the latents of another first stage (one trained for `old_steps`)."""
+  if jax.process_index() == 0:
+    logging.warning("The first stage now has %d steps instead of %d: its latents changed, so the denoiser "
+                    "trains again from its start.", new_steps, old_steps)
+    for name in ("checkpoints", "metrics.jsonl", "tensorboard"):
+      fs.remove(fs.join(workdir, name))
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("gan_jax.diffusion.restart_denoiser")
+
+
 def _latent_scale(programs, ae_params, dataset, config, seed, folder) -> float:
   """1 / std of the first stage's latent means over 10 batches of training images.
 
   Cached in a file with the first stage's step count, so a first stage trained further gets a new scale.
   """
   path = fs.join(folder, SCALE_FILE)
-  cached = fs.read_json(path) if fs.exists(path) else {}
+  cached = _scale_record(folder)
   if cached.get("first_stage_steps") == config.ae_steps:
     return float(cached["latent_scale"])
   encode = jax.jit(lambda params, x: programs.first_stage.apply({"params": params}, x,

@@ -85,6 +85,24 @@ def test_a_run_stopped_halfway_resumes_to_the_same_model(smoke, idx_dir, tmp_pat
   np.testing.assert_array_equal(whole(key, labels), again(key, labels))
 
 
+def test_more_first_stage_steps_retrain_the_denoiser_on_the_new_latents(smoke, idx_dir, tmp_path):
+  # A run with a 3-step first stage, rerun with the fixture's 6: the first stage continues from its
+  # step-3 checkpoint and the denoiser, trained on the old latents, starts again: the uninterrupted run.
+  config, workdir, _ = smoke
+  short = config.copy_and_resolve_references()
+  short.ae_steps = 3
+  extended = str(tmp_path / "extended")
+  images, labels = driver.gan_loop.load_train_arrays(config, str(idx_dir))
+  train.fit_diffusion(short, images, labels, extended, num_classes=10, seed=config.seed)
+  train.fit_diffusion(config, images, labels, extended, num_classes=10, seed=config.seed)
+  steps_logged = [json.loads(l)["step"] for l in open(os.path.join(extended, "metrics.jsonl"))]
+  assert steps_logged == [3, 6]  # one denoiser run, not the old one's records followed by a resumed one
+  whole = train.load_sampler(config, workdir, image_shape=(28, 28, 1), num_classes=10)
+  again = train.load_sampler(config, extended, image_shape=(28, 28, 1), num_classes=10)
+  key, labels = jax.random.PRNGKey(3), np.arange(10)
+  np.testing.assert_array_equal(whole(key, labels), again(key, labels))
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("model", "vqgan", "Unknown model 'vqgan'; choose one of: ldm, ddpm"),
     ("schedule", "sigmoid", "Unknown schedule 'sigmoid'; choose one of: linear, cosine"),
