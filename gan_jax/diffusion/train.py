@@ -44,6 +44,7 @@ POSITIVE_FIELDS = ("batch_size", "num_steps", "log_every", "checkpoint_every", "
                    "latent_channels", "ae_disc_width", "sample_batch_size")
 FIRST_STAGE = "first_stage"
 SCALE_FILE = "latent_scale.json"
+DENOISER_LATENTS = "denoiser_latents.json"  # the first-stage step whose latents the denoiser learns
 # Fields a rerun may change and still resume (more steps continue both stages).
 RESUMABLE_FIELDS = (*workdir_lib.RESUMABLE_FIELDS, "ae_steps", "guidance", "sample_steps", "sampler", "eta",
                     "sample_batch_size")
@@ -185,7 +186,9 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
   to_latent, scale = None, None
   if programs.first_stage is not None:
     folder = fs.join(workdir, FIRST_STAGE)
-    denoiser_latents = _scale_record(folder).get("first_stage_steps")  # the latents the denoiser so far learned
+    # The first-stage step whose latents the denoiser so far learned (runs recorded before the
+    # denoiser kept it: the step of the latent scale, measured before the denoiser trained).
+    denoiser_latents = _denoiser_latents(workdir, folder)
     ae_step = parallel.data_parallel_jit(
         steps.make_first_stage_step(programs.first_stage, programs.ae_tx, programs.first_stage_cfg, programs.critic,
                                     programs.critic_tx), mesh)
@@ -196,11 +199,11 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
         folder=folder, config=config, name=f"{name} first stage", metric="loss")
     if result.stopped:
       return {**result.last_record, "stopped_by": result.stopped_by}
-    ae_params = result.state.params
-    scale = _latent_scale(programs, ae_params, dataset, config, seed, folder)
+    ae_params, reached = result.state.params, int(jax.device_get(result.state.step))
+    # Before the new scale is kept: a run that dies in between still finds the old denoiser stale.
+    _restart_denoiser_if_stale(workdir, denoiser_latents, reached)
+    scale = _latent_scale(programs, ae_params, dataset, config, seed, folder, reached)
     to_latent = steps.latent_encoder(programs.first_stage, ae_params, scale)
-    if denoiser_latents is not None and denoiser_latents != config.ae_steps:
-      _restart_denoiser(workdir, denoiser_latents, config.ae_steps)
   step = parallel.data_parallel_jit(steps.make_denoiser_step(programs.denoiser, programs.tx, programs.schedule,
                                                              programs.denoiser_cfg, num_classes, to_latent), mesh)
   result = _train_stage(
@@ -219,32 +222,42 @@ def _scale_record(folder: str) -> dict:
   return fs.read_json(path) if fs.exists(path) else {}
 
 
-def _restart_denoiser(workdir: str, old_steps: int, new_steps: int) -> None:
-  """Discards a denoiser trained on the latents of another first stage (one trained for `old_steps`)."""
+def _denoiser_latents(workdir: str, folder: str) -> int | None:
+  path = fs.join(workdir, DENOISER_LATENTS)
+  if fs.exists(path):
+    return int(fs.read_json(path)["first_stage_steps"])
+  return _scale_record(folder).get("first_stage_steps")
+
+
+def _restart_denoiser_if_stale(workdir: str, learned: int | None, reached: int) -> None:
+  """Discards a denoiser that learned the latents of another first stage (`learned` steps, not `reached`),
+  then records the step whose latents the denoiser learns from now on."""
   if jax.process_index() == 0:
-    logging.warning("The first stage now has %d steps instead of %d: its latents changed, so the denoiser "
-                    "trains again from its start.", new_steps, old_steps)
-    for name in ("checkpoints", "metrics.jsonl", "tensorboard"):
-      fs.remove(fs.join(workdir, name))
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices("gan_jax.diffusion.restart_denoiser")
+    if learned is not None and learned != reached:
+      logging.warning("The first stage has trained to step %d, not %d: its latents changed, so the denoiser "
+                      "trains again from its start.", reached, learned)
+      for name in ("checkpoints", "metrics.jsonl", "tensorboard", "results.json"):
+        fs.remove(fs.join(workdir, name))
+    fs.write_json(fs.join(workdir, DENOISER_LATENTS), {"first_stage_steps": reached})
+  if jax.process_count() > 1:  # every process, whatever it read: no process restores a removed checkpoint
+    multihost_utils.sync_global_devices("gan_jax.diffusion.denoiser_latents")
 
 
-def _latent_scale(programs, ae_params, dataset, config, seed, folder) -> float:
+def _latent_scale(programs, ae_params, dataset, config, seed, folder, first_stage_steps: int) -> float:
   """1 / std of the first stage's latent means over 10 batches of training images.
 
-  Cached in a file with the first stage's step count, so a first stage trained further gets a new scale.
+  Cached in a file with the step the first stage reached, so a first stage trained further gets a new scale.
   """
   path = fs.join(folder, SCALE_FILE)
   cached = _scale_record(folder)
-  if cached.get("first_stage_steps") == config.ae_steps:
+  if cached.get("first_stage_steps") == first_stage_steps:
     return float(cached["latent_scale"])
   encode = jax.jit(lambda params, x: programs.first_stage.apply({"params": params}, x,
                                                                 method=programs.first_stage.encode)[0])
   means = [encode(ae_params, dataset.batches([i], config.ae_batch_size, seed)["image"][0]) for i in range(10)]
   scale = float(steps.latent_scale(jnp.concatenate(means)))
   if jax.process_index() == 0:
-    fs.write_json(path, {"latent_scale": scale, "first_stage_steps": config.ae_steps})
+    fs.write_json(path, {"latent_scale": scale, "first_stage_steps": first_stage_steps})
   return scale
 
 

@@ -300,12 +300,11 @@ def train_classifiers(programs: ClassifierPrograms, images: np.ndarray, labels: 
     inputs = classifier_step.loss_args(programs.model.num_classes)
   dataset = device_dataset.DeviceDataset(images, labels, programs.mesh, INPUT_RANGE)
   device_inputs = parallel.replicate(jax.tree.map(jnp.asarray, inputs), programs.mesh)
-  stack = parallel.stack_members
-  states = parallel.replicate(stack([programs.init(jax.random.PRNGKey(s)) for s in seeds]), programs.mesh)
+  states = parallel.replicate(parallel.stack_members([programs.init(jax.random.PRNGKey(s)) for s in seeds]), programs.mesh)
   recipe = programs.recipe
 
   def step_fn(states, step):
-    batches = stack([dataset.batches([step], batch_size, s) for s in seeds])
+    batches = parallel.stack_members([dataset.batches([step], batch_size, s) for s in seeds])
     rate = parallel.replicate(jnp.float32(recipe.learning_rate_at(step, num_steps)), programs.mesh)
     return programs.stacked_train_step(states, batches, {**device_inputs, "learning_rate": rate})
 

@@ -115,9 +115,8 @@ def fit_gans_stacked(config: ml_collections.ConfigDict, members: Sequence[Member
 
   def save_samples(states, done):
     for k, member in enumerate(members):
-      gan_loop.save_sample_grid(member.workdir, done, programs.render_at(done)(parallel.member(states, k), sample_z,
-                                                                               sample_labels), rows, cols,
-                                gan.output_range)
+      grid = programs.render_at(done)(parallel.member(states, k), sample_z, sample_labels)
+      gan_loop.save_sample_grid(member.workdir, done, grid, rows, cols, gan.output_range)
 
   init = programs.init(jax.random.PRNGKey(seed))
   states = parallel.replicate(parallel.stack_members([init] * k_members), mesh)

@@ -99,8 +99,14 @@ def test_more_first_stage_steps_retrain_the_denoiser_on_the_new_latents(smoke, i
   assert steps_logged == [3, 6]  # one denoiser run, not the old one's records followed by a resumed one
   whole = train.load_sampler(config, workdir, image_shape=(28, 28, 1), num_classes=10)
   again = train.load_sampler(config, extended, image_shape=(28, 28, 1), num_classes=10)
-  key, labels = jax.random.PRNGKey(3), np.arange(10)
-  np.testing.assert_array_equal(whole(key, labels), again(key, labels))
+  key, classes = jax.random.PRNGKey(3), np.arange(10)
+  np.testing.assert_array_equal(whole(key, classes), again(key, classes))
+  # Fewer steps than the first stage reached change nothing: its latents are those the denoiser learned.
+  metrics = open(os.path.join(extended, "metrics.jsonl")).read()
+  train.fit_diffusion(short, images, labels, extended, num_classes=10, seed=config.seed)
+  assert open(os.path.join(extended, "metrics.jsonl")).read() == metrics
+  kept = train.load_sampler(config, extended, image_shape=(28, 28, 1), num_classes=10)
+  np.testing.assert_array_equal(whole(key, classes), kept(key, classes))
 
 
 @pytest.mark.parametrize("field, value, message", [

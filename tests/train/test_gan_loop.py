@@ -1,6 +1,7 @@
 """The GAN training loop end to end on every config's :smoke variant, and exact resume."""
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -171,7 +172,6 @@ def test_load_generator_samples_the_ema_weights_when_the_run_keeps_them(tmp_path
 
 @pytest.mark.parametrize("stacked", [False, True])
 def test_health_check_names_the_first_bad_update_and_the_member(stacked):
-  import types  # pylint: disable=g-import-not-at-top
   names = ["d_loss", "g_loss"]
   # The mask's bits follow sorted names: bit 1 is g_loss.
   health = {"nonfinite_steps": np.int32(2), "first_bad_mask": np.int32(0b10), "first_bad_step": np.int32(7)}

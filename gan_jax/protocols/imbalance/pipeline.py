@@ -136,7 +136,7 @@ class Study:
     # The generators' image quality (Frechet distance, CAS) right after they train: cheaper than
     # their filtered synthetic sets, and what tells whether those are worth drawing.
     plan.append(stages.Stage("quality real", layout.quality("real"), lambda: self.quality().real_floor(
-        *self.data.full_train, seeds.real_floor_rng(config.seed)), kind="quality floor"))  # trains no CAS
+        *self.data.full_train, seeds.real_floor_rng(config.seed)), work=None, kind="quality floor"))  # no CAS
     for name in generator_names:
       plan.append(stages.Stage(f"quality {name}", layout.quality(name), lambda n=name: self.generated_quality(n),
                                config.cas_steps))
