@@ -45,6 +45,8 @@ POSITIVE_FIELDS = ("batch_size", "num_steps", "log_every", "checkpoint_every", "
 FIRST_STAGE = "first_stage"
 SCALE_FILE = "latent_scale.json"
 DENOISER_LATENTS = "denoiser_latents.json"  # the first-stage step whose latents the denoiser learns
+# What a run leaves in its folder: an earlier run's, removed when --overwrite replaces it.
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "samples", "results.json", FIRST_STAGE, DENOISER_LATENTS)
 # Fields a rerun may change and still resume (more steps continue both stages).
 RESUMABLE_FIELDS = (*workdir_lib.RESUMABLE_FIELDS, "ae_steps", "guidance", "sample_steps", "sampler", "eta",
                     "sample_batch_size")
@@ -180,8 +182,7 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
   programs = build(config, images.shape[1:], num_classes)
   name = name or config.model
   if jax.process_index() == 0:
-    workdir_lib.prepare(workdir, config, overwrite=overwrite, resumable_fields=RESUMABLE_FIELDS,
-                        migrations=MIGRATIONS)
+    prepare_workdir(workdir, config, overwrite)
   dataset = device_dataset.DeviceDataset(images, labels, mesh, OUTPUT_RANGE)
   to_latent, scale = None, None
   if programs.first_stage is not None:
@@ -215,6 +216,12 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
   if result.stopped:
     record["stopped_by"] = result.stopped_by
   return record
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> None:
+  """Writes config.json, refusing (or with `overwrite`, discarding) a run of another config: both stages."""
+  workdir_lib.prepare(workdir, config, overwrite=overwrite, resumable_fields=RESUMABLE_FIELDS, migrations=MIGRATIONS,
+                      outputs=RUN_OUTPUTS)
 
 
 def _scale_record(folder: str) -> dict:

@@ -109,6 +109,22 @@ def test_more_first_stage_steps_retrain_the_denoiser_on_the_new_latents(smoke, i
   np.testing.assert_array_equal(whole(key, classes), kept(key, classes))
 
 
+def test_overwrite_discards_both_stages_of_a_run_with_another_config(smoke, tmp_path):
+  config, workdir, _ = smoke
+  old = tmp_path / "old"
+  for name in ("config.json", "metrics.jsonl", "denoiser_latents.json", "first_stage/latent_scale.json"):
+    (old / name).parent.mkdir(parents=True, exist_ok=True)
+    (old / name).write_bytes(open(os.path.join(workdir, name), "rb").read())
+  changed = config.copy_and_resolve_references()
+  changed.ae_widths = (8, 8)
+  with pytest.raises(ValueError, match="different config.*ae_widths"):
+    train.prepare_workdir(str(old), changed, overwrite=False)
+  assert (old / "first_stage").exists()
+  train.prepare_workdir(str(old), changed, overwrite=True)
+  assert sorted(os.listdir(old)) == ["config.json"]  # the old first stage would have been resumed
+  assert json.load(open(old / "config.json"))["ae_widths"] == [8, 8]
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("model", "vqgan", "Unknown model 'vqgan'; choose one of: ldm, ddpm"),
     ("schedule", "sigmoid", "Unknown schedule 'sigmoid'; choose one of: linear, cosine"),
