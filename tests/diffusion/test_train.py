@@ -69,20 +69,27 @@ def test_the_sampler_draws_in_chunks_of_the_configured_size(smoke):
   assert halves.shape == by_config.shape and not np.array_equal(halves, by_config)
 
 
+def _fit(config, workdir, idx_dir):
+  images, labels = driver.gan_loop.load_train_arrays(config, str(idx_dir))
+  return train.fit_diffusion(config, images, labels, str(workdir), num_classes=10, seed=config.seed)
+
+
+def _samples(config, workdir, seed):
+  """One image per class from a finished run (DDIM with eta 0: a pure function of the weights and key)."""
+  sample = train.load_sampler(config, str(workdir), image_shape=(28, 28, 1), num_classes=10)
+  return sample(jax.random.PRNGKey(seed), np.arange(10))
+
+
 def test_a_run_stopped_halfway_resumes_to_the_same_model(smoke, idx_dir, tmp_path):
   # Stopped in the denoiser stage (at step 3 of 6): the rerun reuses the first stage and its latent
   # scale and continues the denoiser from its checkpoint, to the samples of the uninterrupted run.
   config, workdir, _ = smoke
   half = config.copy_and_resolve_references()
   half.num_steps = 3
-  resumed = str(tmp_path / "resumed")
-  images, labels = driver.gan_loop.load_train_arrays(config, str(idx_dir))
-  assert train.fit_diffusion(half, images, labels, resumed, num_classes=10, seed=config.seed)["step"] == 3
-  assert train.fit_diffusion(config, images, labels, resumed, num_classes=10, seed=config.seed)["step"] == 6
-  whole = train.load_sampler(config, workdir, image_shape=(28, 28, 1), num_classes=10)
-  again = train.load_sampler(config, resumed, image_shape=(28, 28, 1), num_classes=10)
-  key, labels = jax.random.PRNGKey(1), np.arange(10)
-  np.testing.assert_array_equal(whole(key, labels), again(key, labels))
+  resumed = tmp_path / "resumed"
+  assert _fit(half, resumed, idx_dir)["step"] == 3
+  assert _fit(config, resumed, idx_dir)["step"] == 6
+  np.testing.assert_array_equal(_samples(config, workdir, 1), _samples(config, resumed, 1))
 
 
 def test_more_first_stage_steps_retrain_the_denoiser_on_the_new_latents(smoke, idx_dir, tmp_path):
@@ -91,22 +98,17 @@ def test_more_first_stage_steps_retrain_the_denoiser_on_the_new_latents(smoke, i
   config, workdir, _ = smoke
   short = config.copy_and_resolve_references()
   short.ae_steps = 3
-  extended = str(tmp_path / "extended")
-  images, labels = driver.gan_loop.load_train_arrays(config, str(idx_dir))
-  train.fit_diffusion(short, images, labels, extended, num_classes=10, seed=config.seed)
-  train.fit_diffusion(config, images, labels, extended, num_classes=10, seed=config.seed)
-  steps_logged = [json.loads(l)["step"] for l in open(os.path.join(extended, "metrics.jsonl"))]
-  assert steps_logged == [3, 6]  # one denoiser run, not the old one's records followed by a resumed one
-  whole = train.load_sampler(config, workdir, image_shape=(28, 28, 1), num_classes=10)
-  again = train.load_sampler(config, extended, image_shape=(28, 28, 1), num_classes=10)
-  key, classes = jax.random.PRNGKey(3), np.arange(10)
-  np.testing.assert_array_equal(whole(key, classes), again(key, classes))
+  extended = tmp_path / "extended"
+  _fit(short, extended, idx_dir)
+  _fit(config, extended, idx_dir)
+  metrics = (extended / "metrics.jsonl").read_text()
+  assert [json.loads(l)["step"] for l in metrics.splitlines()] == [3, 6]  # one denoiser run, not two
+  whole = _samples(config, workdir, 3)
+  np.testing.assert_array_equal(whole, _samples(config, extended, 3))
   # Fewer steps than the first stage reached change nothing: its latents are those the denoiser learned.
-  metrics = open(os.path.join(extended, "metrics.jsonl")).read()
-  train.fit_diffusion(short, images, labels, extended, num_classes=10, seed=config.seed)
-  assert open(os.path.join(extended, "metrics.jsonl")).read() == metrics
-  kept = train.load_sampler(config, extended, image_shape=(28, 28, 1), num_classes=10)
-  np.testing.assert_array_equal(whole(key, classes), kept(key, classes))
+  _fit(short, extended, idx_dir)
+  assert (extended / "metrics.jsonl").read_text() == metrics
+  np.testing.assert_array_equal(whole, _samples(config, extended, 3))
 
 
 def test_overwrite_discards_both_stages_of_a_run_with_another_config(smoke, tmp_path):
