@@ -14,6 +14,29 @@ from absl import logging
 
 from gan_jax import fs
 
+# Orbax splits each replicated array of a save among the devices holding it (replica-parallel
+# writes), at the cost of one compiled slice program per array and device: 208 compiles and
+# 4.5 s of a latent-diffusion smoke run on 8 CPU devices. This project's states are megabytes,
+# so only slices of at least this many bytes (arrays of 64 MiB on 8 devices) are split.
+MIN_REPLICA_SLICE_BYTES = 8 << 20
+_array_handler_registered = False
+
+
+def _register_array_handler() -> None:
+  """Makes Orbax write small replicated arrays whole (once per process)."""
+  global _array_handler_registered
+  if not _array_handler_registered:
+    ocp.type_handlers.register_type_handler(
+        jax.Array, ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
+                                                  array_metadata_store=_array_metadata_store()), override=True)
+    _array_handler_registered = True
+
+
+def _array_metadata_store():
+  """Orbax's per-host array metadata store, as its default handler keeps one."""
+  from orbax.checkpoint._src.metadata import array_metadata_store  # pylint: disable=g-import-not-at-top
+  return array_metadata_store.Store()
+
 
 class Checkpointer:
   """Saves and restores one pytree (the train state) under `directory`.
@@ -25,6 +48,7 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
+    _register_array_handler()
     self.directory = fs.absolute(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=async_save)

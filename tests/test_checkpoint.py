@@ -60,6 +60,20 @@ def test_restore_keeps_the_replicated_sharding(tmp_path):
                                 np.asarray(jax.tree.leaves(state.g_params)[0]))
 
 
+def test_small_replicated_arrays_are_written_whole_and_restore_exactly(tmp_path):
+  """Below MIN_REPLICA_SLICE_BYTES a replicated array is one chunk, not one slice per device."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  mesh = parallel.make_mesh()
+  assert mesh.size == 8
+  state = parallel.replicate({"w": jnp.arange(64 * 48, dtype=jnp.float32).reshape(64, 48)}, mesh)
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"))
+  ckpt.save(1, state)
+  ckpt.wait()
+  metadata = ocp.StandardCheckpointer().metadata(str(tmp_path / "ckpt" / "1" / "default")).item_metadata.tree
+  assert metadata["w"].storage.chunk_shape == (64, 48)  # replica-parallel writes would give (8, 48)
+  np.testing.assert_array_equal(np.asarray(ckpt.restore(state)["w"]), np.asarray(state["w"]))
+
+
 @flax.struct.dataclass
 class _StateBefore:
   step: jax.Array
