@@ -87,8 +87,13 @@ def member(tree: Any, k: int) -> Any:
   return jax.tree.map(lambda x: x[k], tree)
 
 
-def data_parallel_jit(step_fn: Callable, mesh: Mesh, batch_axis: int = 0, donate_state: bool = True) -> Callable:
-  """jit(step_fn(state, batch) -> (state, metrics)) with replicated state and a sharded batch."""
+def data_parallel_jit(step_fn: Callable, mesh: Mesh, batch_axis: int = 0, donate_state: bool = True,
+                      replicated_args: int = 0) -> Callable:
+  """jit(step_fn(state, batch, *frozen) -> (state, metrics)) with replicated state and a sharded batch.
+
+  `replicated_args` trailing arguments (frozen parameters, say) are replicated inputs: passed as
+  arguments, not closed over, so the compiled step does not depend on their values.
+  """
   rep = replicated(mesh)
-  return jax.jit(step_fn, in_shardings=(rep, batch_sharding(mesh, batch_axis)), out_shardings=(rep, rep),
-                 donate_argnums=(0,) if donate_state else ())
+  return jax.jit(step_fn, in_shardings=(rep, batch_sharding(mesh, batch_axis)) + (rep,) * replicated_args,
+                 out_shardings=(rep, rep), donate_argnums=(0,) if donate_state else ())

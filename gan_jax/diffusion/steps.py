@@ -199,7 +199,7 @@ class DenoiserConfig:
 
 def make_denoiser_step(denoiser, tx: optax.GradientTransformation, schedule: schedule_lib.Schedule,
                        cfg: DenoiserConfig, num_classes: int, to_latent: Callable | None = None) -> Callable:
-  """(state, batch {'image', 'label'}) -> (state, metrics) of the denoising objective.
+  """(state, batch {'image', 'label'}, first_stage=None) -> (state, metrics) of the denoising objective.
 
   Args:
     denoiser: a `ConditionalDenoiser` (label `num_classes` is the null token).
@@ -207,12 +207,13 @@ def make_denoiser_step(denoiser, tx: optax.GradientTransformation, schedule: sch
     schedule: the noise schedule.
     cfg: prediction target, label dropout, EMA.
     num_classes: classes of the data set.
-    to_latent: (images in [-1, 1], key) -> scaled latents (the frozen first stage); None trains on pixels.
+    to_latent: (first_stage, images in [-1, 1], key) -> scaled latents (`latent_encoder`); None trains
+      on pixels. The step's `first_stage` argument (frozen, not trained) is passed to it.
   """
 
-  def step(state: TrainState, batch: dict):
+  def step(state: TrainState, batch: dict, first_stage: Any = None):
     drop_key, latent_key, loss_key = jax.random.split(state.step_key(), 3)
-    x0 = batch["image"] if to_latent is None else to_latent(batch["image"], latent_key)
+    x0 = batch["image"] if to_latent is None else to_latent(first_stage, batch["image"], latent_key)
     dropped = jax.random.bernoulli(drop_key, cfg.label_dropout, batch["label"].shape)
     labels = jnp.where(dropped, num_classes, batch["label"])
 
@@ -226,12 +227,16 @@ def make_denoiser_step(denoiser, tx: optax.GradientTransformation, schedule: sch
   return step
 
 
-def latent_encoder(model, params, scale: float | jax.Array) -> Callable:
-  """(images in [-1, 1], key) -> scale x a draw from the first stage's latent Gaussian."""
+def latent_encoder(model) -> Callable:
+  """(first_stage {'params', 'scale'}, images in [-1, 1], key) -> scale x a draw from the latent Gaussian.
 
-  def encode(images, key):
-    mean, logvar = model.apply({"params": params}, images, method=model.encode)
-    return scale * (mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype))
+  The first stage is an argument, not a closed-over constant, so that the denoiser step compiles
+  once for a config whatever the autoencoder learned.
+  """
+
+  def encode(first_stage, images, key):
+    mean, logvar = model.apply({"params": first_stage["params"]}, images, method=model.encode)
+    return first_stage["scale"] * (mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype))
 
   return encode
 

@@ -184,7 +184,7 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
   if jax.process_index() == 0:
     prepare_workdir(workdir, config, overwrite)
   dataset = device_dataset.DeviceDataset(images, labels, mesh, OUTPUT_RANGE)
-  to_latent, scale = None, None
+  first_stage, scale = None, None
   if programs.first_stage is not None:
     folder = fs.join(workdir, FIRST_STAGE)
     # The first-stage step whose latents the denoiser so far learned (runs recorded before the
@@ -204,12 +204,15 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
     # Before the new scale is kept: a run that dies in between still finds the old denoiser stale.
     _restart_denoiser_if_stale(workdir, denoiser_latents, reached)
     scale = _latent_scale(programs, ae_params, dataset, config, seed, folder, reached)
-    to_latent = steps.latent_encoder(programs.first_stage, ae_params, scale)
+    first_stage = jax.device_put({"params": ae_params, "scale": jnp.float32(scale)}, parallel.replicated(mesh))
+  to_latent = None if first_stage is None else steps.latent_encoder(programs.first_stage)
   step = parallel.data_parallel_jit(steps.make_denoiser_step(programs.denoiser, programs.tx, programs.schedule,
-                                                             programs.denoiser_cfg, num_classes, to_latent), mesh)
+                                                             programs.denoiser_cfg, num_classes, to_latent), mesh,
+                                    replicated_args=1)
   result = _train_stage(
       jax.jit(lambda: _denoiser_init(programs, seed), out_shardings=parallel.replicated(mesh))(),
-      lambda state, s: step(state, jax.tree.map(lambda x: x[0], dataset.batches([s], config.batch_size, seed))),
+      lambda state, s: step(state, jax.tree.map(lambda x: x[0], dataset.batches([s], config.batch_size, seed)),
+                            first_stage),
       num_steps=config.num_steps, batch_size=config.batch_size, folder=workdir, config=config, name=name,
       metric="loss")
   record = {**result.last_record, "latent_scale": scale}
@@ -307,18 +310,24 @@ def make_sampler(config: ml_collections.ConfigDict, programs: Programs, params: 
     first_stage_params: the autoencoder's parameters (ldm), else None.
     scale: the latent scale factor the denoiser was trained with (1.0 on pixels).
   """
-  decode, reconstruct = None, None
-  if programs.first_stage is not None:
-    model = programs.first_stage
-    decode = lambda z: model.apply({"params": first_stage_params}, z / scale, method=model.decode)
-    # The first stage alone: images in [-1, 1] -> decoded latent means.
-    reconstruct = jax.jit(lambda x: model.apply(
-        {"params": first_stage_params}, model.apply({"params": first_stage_params}, x, method=model.encode)[0],
-        method=model.decode))
+  # The first stage is an argument of the compiled programs (not a closed-over constant), so they
+  # compile once for a config whatever the autoencoder learned.
+  model, first_stage = programs.first_stage, None
+  if model is not None:
+    first_stage = {"params": first_stage_params, "scale": jnp.float32(scale)}
+
+  def decode_with(first_stage, z):
+    return model.apply({"params": first_stage["params"]}, z / first_stage["scale"], method=model.decode)
+
+  @jax.jit
+  def reconstruct_with(first_stage, x):  # the first stage alone: images in [-1, 1] -> decoded latent means
+    mean = model.apply({"params": first_stage["params"]}, x, method=model.encode)[0]
+    return model.apply({"params": first_stage["params"]}, mean, method=model.decode)
+
   num_classes = programs.num_classes
 
   @functools.partial(jax.jit, static_argnames=("trajectory",))
-  def sample_batch(params, key, labels, guidance, trajectory=False):
+  def sample_batch(params, first_stage, key, labels, guidance, trajectory=False):
     model_fn = steps.guided_model(programs.denoiser, params, labels, num_classes, guidance)
     noise_key, sampler_key = jax.random.split(key)
     x_T = jax.random.normal(noise_key, (labels.shape[0],) + programs.data_shape)
@@ -327,8 +336,8 @@ def make_sampler(config: ml_collections.ConfigDict, programs: Programs, params: 
                           return_trajectory=trajectory)
     if trajectory:
       out, path = out
-      return jnp.clip(decode(out) if decode else out, -1, 1), path
-    return jnp.clip(decode(out) if decode else out, -1, 1)
+    images = jnp.clip(out if first_stage is None else decode_with(first_stage, out), -1, 1)
+    return (images, path) if trajectory else images
 
   def sample(key, labels, batch_size: int | None = None, guidance: float | None = None) -> np.ndarray:
     labels = np.asarray(labels, np.int32)
@@ -336,12 +345,12 @@ def make_sampler(config: ml_collections.ConfigDict, programs: Programs, params: 
     g = float(config.guidance if guidance is None else guidance)
     if not len(labels):
       return np.zeros((0,) + programs.image_shape, np.uint8)
-    images = batching.map_chunks(lambda index, rows: sample_batch(params, jax.random.fold_in(key, index),
+    images = batching.map_chunks(lambda index, rows: sample_batch(params, first_stage, jax.random.fold_in(key, index),
                                                                   labels[rows], g), len(labels), batch_size)
     return images_lib.to_uint8(images, OUTPUT_RANGE)
 
-  sample.trajectory = lambda key, labels, guidance: sample_batch(params, key, jnp.asarray(labels, jnp.int32),
-                                                                 float(guidance), trajectory=True)
-  sample.decode = decode
-  sample.reconstruct = reconstruct
+  sample.trajectory = lambda key, labels, guidance: sample_batch(
+      params, first_stage, key, jnp.asarray(labels, jnp.int32), float(guidance), trajectory=True)
+  sample.decode = None if model is None else functools.partial(decode_with, first_stage)
+  sample.reconstruct = None if model is None else functools.partial(reconstruct_with, first_stage)
   return sample

@@ -153,3 +153,37 @@ def test_denoiser_step_sharded_over_8_devices_equals_one_device():
     results.append(jax.device_get((state.params, metrics["loss"])))
   assert jax.device_count() == 8
   chex.assert_trees_all_close(results[0], results[1], atol=2e-5, rtol=2e-5)
+
+
+def test_latent_denoiser_step_takes_the_first_stage_as_an_argument_and_compiles_once():
+  """Two autoencoders, one compiled step: the frozen first stage is an input, not a baked constant."""
+  import optax  # pylint: disable=g-import-not-at-top
+  from gan_jax import parallel  # pylint: disable=g-import-not-at-top
+  from gan_jax.diffusion import steps  # pylint: disable=g-import-not-at-top
+  from gan_jax.models import kl_autoencoder  # pylint: disable=g-import-not-at-top
+  from gan_jax.models import unet  # pylint: disable=g-import-not-at-top
+  autoencoder = kl_autoencoder.KLAutoencoder((8, 8, 1), latent_channels=2, widths=(4, 8))
+  denoiser = unet.ConditionalDenoiser(num_classes=3, out_channels=2, widths=(8,), heads=1, context_dim=4)
+  schedule, tx = schedule_lib.linear(20), optax.sgd(0.0)
+  images = jax.random.uniform(jax.random.PRNGKey(1), (8, 8, 8, 1), minval=-1, maxval=1)
+  first_stages = [{"params": autoencoder.init(jax.random.PRNGKey(seed), images[:1], jax.random.PRNGKey(seed))["params"],
+                   "scale": jnp.float32(s)}
+                  for seed, s in ((0, 1.0), (1, 2.0))]
+  latents = jnp.zeros((1, 4, 4, 2))
+  params = denoiser.init(jax.random.PRNGKey(0), latents, jnp.zeros((1,), jnp.int32), jnp.zeros((1,), jnp.int32))["params"]
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  train = parallel.data_parallel_jit(
+      # v-prediction: with the U-Net's zero-initialised output the loss then depends on the latents.
+      steps.make_denoiser_step(denoiser, tx, schedule, steps.DenoiserConfig(prediction="v"), num_classes=3,
+                               to_latent=steps.latent_encoder(autoencoder)), mesh, donate_state=False,
+      replicated_args=1)
+  state = parallel.replicate(steps.init_state(params, tx, jax.random.PRNGKey(2)), mesh)
+  batch = {"image": images, "label": jnp.arange(8) % 3}
+  losses = [float(train(state, batch, first_stage)[1]["loss"]) for first_stage in first_stages]
+  assert train._cache_size() == 1  # pylint: disable=protected-access
+  assert losses[0] != losses[1]  # each call encoded with the autoencoder it was given
+  # The encoder draws scale x (mean + sigma * noise): scaling by 2 doubles the latents of the same draw.
+  encode = steps.latent_encoder(autoencoder)
+  key = jax.random.PRNGKey(3)
+  doubled = encode({**first_stages[0], "scale": jnp.float32(2.0)}, images, key)
+  chex.assert_trees_all_close(doubled, 2.0 * encode(first_stages[0], images, key), rtol=1e-6)
