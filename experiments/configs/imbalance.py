@@ -56,6 +56,8 @@ def get_config(variant=None):
   # intended class at least this probability (rejected images are redrawn).
   # 0.9 raised the balanced accuracy of every generative method in the measured :cpu run (README).
   config.filter_confidence = 0.9
+  # Rounds of drawing twice a class's remaining need before its best-scoring rejects fill the rest.
+  config.filter_rounds = 8
   # A combination <generator>+<loss> adds this share of each class's gap (the first images of the
   # generator's synthetic set) and leaves the rest to its loss.
   config.combination_ratio = 0.5
@@ -176,6 +178,7 @@ def apply_smoke(config):
   # The 30-step filter CNN is near chance (probabilities about 0.1): 0.1 keeps part of each draw, so
   # the smoke run exercises acceptance and redrawing instead of 8 rounds that accept nothing.
   config.filter_confidence = 0.1
+  config.filter_rounds = 3  # redrawing is exercised; more rounds of the untrained smoke generators only cost time
   config.profile = "100,50,40,30,25,20,15,12,10,8"
   config.test_profile = "50,30,20,15,10,8,6,5,4,3"
   config.test_examples = 1_000
@@ -200,9 +203,10 @@ def apply_smoke(config):
   config.generators.progan.fade_kimg = config.generators.progan.stable_kimg = 0.016  # 2-step phases
   vae_common.apply_variant(config.generators.cvae, "smoke")
   config.generators.cvae.batch_size = 8
+  # The diffusion models' own :smoke sizes: the denoiser step and sampler then compile to the
+  # programs of the diffusion smoke tests, which a shared compilation cache holds once.
   for name in ("ldm", "ddpm"):
     diffusion_common.apply_variant(config.generators[name], "smoke")
-    config.generators[name].batch_size = config.generators[name].ae_batch_size = 8
 
 
 # The :cpu runs: the classic remedies, the two conditional generators (one model each; the

@@ -176,6 +176,7 @@ class Study:
 
       with preemption.StopSignal() as stop:  # a signal stops the stage between classes, not after all of them
         images, labels, info = methods_lib.sample_with_filter(draw, self.add, confidence, config.filter_confidence,
+                                                              max_rounds=config.filter_rounds,
                                                               name=f"synthetic {data.name}", finished=store.load,
                                                               on_class=keep)
     fs.save_npz(self.layout.synthetic(data.name), image=images, label=labels)

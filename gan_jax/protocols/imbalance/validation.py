@@ -27,7 +27,7 @@ RESUMABLE_FIELDS = ("methods", "num_seeds")
 # Run folders of earlier versions: fields added since (at their old behaviour) and the data
 # fields generator sections used to copy from the top level.
 MIGRATIONS = workdir.Migrations(added={
-    "fill_remainder": "none",
+    "fill_remainder": "none", "filter_rounds": 8,
     # The classifier recipe before the long-tail remedies: Adam at a constant rate, no decay, no augmentation.
     "optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant", "warmup_steps": 0,
     "decay_at": "0.8,0.9", "decay_factor": 0.01,
@@ -58,7 +58,7 @@ def shared_generator_sections(old: dict, new: dict) -> tuple[dict, dict]:
   return strip(old), strip(new)
 
 
-POSITIVE_FIELDS = ("num_seeds", "cas_per_class", "smote_k", "evaluator_steps", "cas_steps")
+POSITIVE_FIELDS = ("num_seeds", "cas_per_class", "smote_k", "evaluator_steps", "cas_steps", "filter_rounds")
 CLASSIFIER_POSITIVE = ("num_steps", "batch_size", "hidden", "crt_steps", "resnet_blocks")
 # Stands in for the class counts of a split not yet loaded: profile names and lengths are checked
 # before any data is read; whether a split has enough images is checked once it is.

@@ -216,6 +216,7 @@ def test_rerun_reuses_every_stage_and_a_lost_stage_is_recomputed_exactly(smoke, 
     ("profile", "pareto", "Unknown imbalance profile 'pareto'"),
     ("test_profile", "1,2,3", "profile 'explicit' has 3 counts but the data has 10 classes"),
     ("fill_remainder", "smote", "Unknown fill_remainder 'smote'"),
+    ("filter_rounds", 0, "config.filter_rounds must be a positive integer, got 0"),
 ])
 def test_every_field_of_every_stage_is_checked_before_the_first(field, value, message, tmp_path):
   config = imbalance_config.get_config("smoke")
