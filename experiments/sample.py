@@ -38,14 +38,14 @@ def main():
   fs.check_usable(fs.dirname(_OUT.value) if _FORMAT.value == "npz" else _OUT.value, write=True)
   generator = sampling.load(_WORKDIR.value)
   classes = sampling.parse_classes(_CLASSES.value, generator)
-  confidence, threshold = None, 0.0
+  confidence, threshold, rounds = None, 0.0, 8
   if _FILTER_RUN.value:
-    confidence, threshold = sampling.benchmark_filter(_FILTER_RUN.value, generator)
+    confidence, threshold, rounds = sampling.benchmark_filter(_FILTER_RUN.value, generator)
     if _FILTER_CONFIDENCE.value >= 0:
       threshold = _FILTER_CONFIDENCE.value
   summary = sampling.export(generator, _OUT.value, num_per_class=_NUM.value, classes=classes, seed=_SEED.value,
                             truncation=_TRUNCATION.value, fmt=_FORMAT.value, confidence=confidence,
-                            threshold=threshold)
+                            threshold=threshold, max_rounds=rounds)
   print(f"wrote {sum(summary['written'].values())} images of {generator.model} to {_OUT.value}: "
         + ", ".join(f"{name} {n}" for name, n in summary["written"].items()))
 

@@ -26,9 +26,12 @@ def _register_array_handler() -> None:
   """Makes Orbax write small replicated arrays whole (once per process)."""
   global _array_handler_registered
   if not _array_handler_registered:
-    ocp.type_handlers.register_type_handler(
+    from orbax.checkpoint._src.serialization import type_handler_registry  # pylint: disable=g-import-not-at-top
+    # register_type_handler would log a warning on every run for this deliberate override.
+    type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
         jax.Array, ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
-                                                  array_metadata_store=_array_metadata_store()), override=True)
+                                                  array_metadata_store=_array_metadata_store()),
+        override=True, ignore_warnings=True)
     _array_handler_registered = True
 
 

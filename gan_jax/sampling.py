@@ -139,8 +139,8 @@ def load(workdir: str) -> TrainedGenerator:
 
 
 def benchmark_filter(benchmark: str, generator: TrainedGenerator) -> tuple[Callable[[np.ndarray, int], np.ndarray],
-                                                                            float]:
-  """The confidence filter of an imbalance benchmark run: (images, class) -> probability, and its threshold.
+                                                                            float, int]:
+  """The confidence filter of an imbalance benchmark run: (images, class) -> probability, its threshold and rounds.
 
   Raises:
     SampleError: the folder is not a finished benchmark run, or its images differ from the generator's.
@@ -161,7 +161,8 @@ def benchmark_filter(benchmark: str, generator: TrainedGenerator) -> tuple[Calla
                                          parallel.make_mesh()).plain
   variables = classifier_loop.read_variables(path, jax.device_get(programs.init(jax.random.PRNGKey(0)).variables()))
   confidence = lambda images, c: classifier_loop.predict(programs, variables, images)[0][:, c]
-  return confidence, float(config.filter_confidence)
+  # Runs from before filter_rounds was a field drew 8 rounds (config.json is read without migrations).
+  return confidence, float(config.filter_confidence), int(config.get("filter_rounds", 8))
 
 
 def parse_classes(value: str, generator: TrainedGenerator) -> tuple[int, ...]:
@@ -181,7 +182,8 @@ def parse_classes(value: str, generator: TrainedGenerator) -> tuple[int, ...]:
 
 def export(generator: TrainedGenerator, out: str, *, num_per_class: int, classes: Sequence[int], seed: int = 0,
            truncation: float = 0.0, fmt: str = "png",
-           confidence: Callable[[np.ndarray, int], np.ndarray] | None = None, threshold: float = 0.0) -> dict:
+           confidence: Callable[[np.ndarray, int], np.ndarray] | None = None, threshold: float = 0.0,
+           max_rounds: int = 8) -> dict:
   """Draws `num_per_class` images per class and writes them to `out`.
 
   Args:
@@ -196,6 +198,7 @@ def export(generator: TrainedGenerator, out: str, *, num_per_class: int, classes
     confidence: optional (images, class) -> probability of the class; with `threshold` > 0 an image is
       kept only at or above it (the imbalance benchmark's filter, see `methods.sample_with_filter`).
     threshold: see `confidence`.
+    max_rounds: rounds of redrawing before the best-scoring rejects fill a class (`methods.sample_with_filter`).
 
   Returns:
     {'written': {name: count}, 'acceptance_rate': [...] or None}.
@@ -217,7 +220,8 @@ def export(generator: TrainedGenerator, out: str, *, num_per_class: int, classes
   score = None
   if confidence is not None and threshold > 0 and targets != [-1]:
     score = lambda images, slot: confidence(images, targets[slot])
-  drawn, slots, info = methods_lib.sample_with_filter(sample, [num_per_class] * len(targets), score, threshold)
+  drawn, slots, info = methods_lib.sample_with_filter(sample, [num_per_class] * len(targets), score, threshold,
+                                                      max_rounds=max_rounds)
   if fmt == "npz":
     labels = np.asarray([targets[s] for s in slots], np.int32)
     fs.save_npz(out, image=drawn, label=labels, class_names=np.asarray(generator.class_names, dtype=str))

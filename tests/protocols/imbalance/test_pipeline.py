@@ -337,3 +337,23 @@ def test_classifier_seeds_mode_is_checked():
     pipeline.stack_seeds("both", "cpu")
   with pytest.raises(ValueError, match="Unknown class_generators 'all'"):
     pipeline.stack_seeds("all", "gpu", "class_generators")
+
+
+def test_the_sample_entrypoints_filter_is_the_runs_threshold_classifier_and_rounds(smoke, tmp_path):
+  from gan_jax import sampling  # pylint: disable=g-import-not-at-top
+  config, workdir, _ = smoke
+  generator = sampling.load(fs.join(workdir, "generators", "cgan"))
+  confidence, threshold, rounds = sampling.benchmark_filter(workdir, generator)
+  assert (threshold, rounds) == (config.filter_confidence, config.filter_rounds) == (0.1, 3)
+  calls = []
+
+  def rejecting(images, c):  # the run's classifier, then nothing accepted: every round is drawn
+    probabilities = confidence(images, c)
+    assert probabilities.shape == (len(images),) and np.all((probabilities >= 0) & (probabilities <= 1))
+    calls.append(c)
+    return np.zeros(len(images))
+
+  summary = sampling.export(generator, str(tmp_path / "kept.npz"), num_per_class=4, classes=(8,), fmt="npz",
+                            confidence=rejecting, threshold=threshold, max_rounds=rounds)
+  assert calls == [8] * rounds and summary["acceptance_rate"] == [0.0]
+  assert len(np.load(tmp_path / "kept.npz")["image"]) == 4  # filled with the best-scoring rejects
