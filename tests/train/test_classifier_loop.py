@@ -8,6 +8,7 @@ import pytest
 from gan_jax import parallel
 from gan_jax.data import batch_order
 from gan_jax.train import classifier_loop
+from gan_jax.train import classifier_step
 
 
 def _config(**overrides):
@@ -115,15 +116,18 @@ def test_class_balanced_batches_are_deterministic_and_balanced_in_expectation():
                             batch_order.class_balanced_indices(8, labels, 64, seed=3))
 
 
-@pytest.mark.parametrize("model", ["cnn", "resnet"])
-def test_stacked_seeds_equal_their_sequential_runs(model):
+@pytest.mark.parametrize("model, mixup_alpha", [("cnn", 0.0), ("resnet", 0.0), ("cnn", 1.0)])
+def test_stacked_seeds_equal_their_sequential_runs(model, mixup_alpha):
   # One vmapped program of 3 seeds against 3 runs of train_classifier: equal up to float rounding,
-  # with the SGD recipe, augmentation, dropout and (for the ResNet) BatchNorm statistics.
+  # with the SGD recipe, augmentation, dropout, (for the ResNet) BatchNorm statistics and mixup with
+  # Remix's labels (whose rounding differs, by about 1e-8 a step: docs/device_check.md).
   images, labels = _data()
   mesh = parallel.make_mesh()
   config = _config(model=model, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4, schedule="step",
                    warmup_steps=3, augment="translate")
-  programs = classifier_loop.build_programs(config, 3, (8, 8, 1), mesh)
+  loss = classifier_step.LossConfig(mixup_alpha=mixup_alpha, remix_kappa=3.0 if mixup_alpha else 0.0,
+                                    augment="translate")
+  programs = classifier_loop.build_programs(config, 3, (8, 8, 1), mesh, loss=loss)
   seeds = (0, 7, 1003)
   stacked = jax.device_get(classifier_loop.train_classifiers(programs, images, labels, seeds=seeds, num_steps=12,
                                                              batch_size=32))
