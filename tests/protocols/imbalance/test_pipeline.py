@@ -26,19 +26,29 @@ GENERATIVE = [n for n, m in RECORDS.items() if m.group == "generative"]
 DATA_PARTS_ADDING = sorted({m.data.name for m in RECORDS.values() if m.adds_images})
 
 
-@pytest.fixture(scope="module")
-def smoke(gcs, idx_dir, tmp_path_factory):
-  """The :smoke run, in the emulated bucket: every output goes through the path layer."""
-  config = imbalance_config.get_config("smoke")
-  workdir = f"{gcs.root}/imbalance/smoke"
-  cwd = tmp_path_factory.mktemp("cwd")
+def _run_elsewhere(config, workdir, idx_dir, cwd):
+  """run_benchmark from an empty working directory, which must stay empty (outputs go to `workdir` only)."""
   os.chdir(cwd)
   try:
     results = pipeline.run_benchmark(config, workdir, idx_dir=str(idx_dir))
   finally:
     os.chdir(ROOT)
-  assert os.listdir(cwd) == []  # nothing of the run on the local disk
-  return config, workdir, results
+  assert os.listdir(cwd) == []
+  return results
+
+
+@pytest.fixture(scope="module")
+def smoke(idx_dir, tmp_path_factory):
+  """The :smoke run, every method (on the local disk: the bucket test below covers the path layer)."""
+  config = imbalance_config.get_config("smoke")
+  workdir = str(tmp_path_factory.mktemp("smoke") / "run")
+  return config, workdir, _run_elsewhere(config, workdir, idx_dir, tmp_path_factory.mktemp("cwd"))
+
+
+def _files(workdir):
+  """Every file below `workdir`, relative to it, sorted."""
+  return sorted(os.path.relpath(os.path.join(root, name), workdir) for root, _, names in os.walk(workdir)
+                for name in names)
 
 
 def read(workdir, *parts):
@@ -183,9 +193,9 @@ def test_report_files_and_figures(smoke):
          f"(`{answer['best_classic']}`)" in text
 
 
-def test_rerun_reuses_every_stage_and_a_lost_stage_is_recomputed_exactly(smoke, idx_dir, gcs, caplog):
+def test_rerun_reuses_every_stage_and_a_lost_stage_is_recomputed_exactly(smoke, idx_dir, caplog):
   config, workdir, results = smoke
-  stage_files = [f for f in gcs.files(workdir) if f.split("/")[0] in ("classifiers", "synthetic", "quality", "models")]
+  stage_files = [f for f in _files(workdir) if f.split("/")[0] in ("classifiers", "synthetic", "quality", "models")]
   assert len(stage_files) > 2 * len(NAMES)
   lost = fs.join(workdir, "classifiers", "cgan", "seed1.json")
   contents = {f: fs.read_bytes(fs.join(workdir, f)) for f in stage_files if fs.join(workdir, f) != lost}
@@ -204,6 +214,25 @@ def test_rerun_reuses_every_stage_and_a_lost_stage_is_recomputed_exactly(smoke, 
     return {m: {k: v for k, v in e.items() if k != "train_seconds_mean"} for m, e in entries.items()}
 
   assert without_timing(again["methods"]) == without_timing(results["methods"])
+
+
+def test_a_run_in_a_bucket_writes_only_there_and_equals_the_local_run(smoke, gcs, idx_dir, tmp_path_factory):
+  # Two methods through the emulated bucket (every output, checkpoints included, through the path
+  # layer): the same stages as the local run's for those methods, so the same figures.
+  local_config, _, local = smoke
+  config = imbalance_config.get_config("smoke")
+  config.methods = "none,cgan"
+  workdir = f"{gcs.root}/imbalance/two_methods"
+  results = _run_elsewhere(config, workdir, idx_dir, tmp_path_factory.mktemp("cwd"))
+  assert json.loads(read(workdir, "results.json")) == json.loads(json.dumps(results))
+  stored = gcs.files(workdir)
+  assert {"results.md", "synthetic/cgan.npz", "classifiers/cgan/seed1.json"} <= set(stored)
+  assert any(f.startswith("generators/cgan/checkpoints/") for f in stored)
+  assert local_config.num_seeds == config.num_seeds
+  for name in ("none", "cgan"):
+    for test_set in report.TEST_SETS:
+      assert (results["methods"][name][test_set]["balanced_accuracy"]["values"]
+              == local["methods"][name][test_set]["balanced_accuracy"]["values"]), (name, test_set)
 
 
 @pytest.mark.parametrize("field, value, message", [
