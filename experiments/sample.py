@@ -38,7 +38,7 @@ def main():
   fs.check_usable(fs.dirname(_OUT.value) if _FORMAT.value == "npz" else _OUT.value, write=True)
   generator = sampling.load(_WORKDIR.value)
   classes = sampling.parse_classes(_CLASSES.value, generator)
-  confidence, threshold, rounds = None, 0.0, 8
+  confidence, threshold, rounds = None, 0.0, None
   if _FILTER_RUN.value:
     confidence, threshold, rounds = sampling.benchmark_filter(_FILTER_RUN.value, generator)
     if _FILTER_CONFIDENCE.value >= 0:

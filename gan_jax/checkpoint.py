@@ -6,6 +6,7 @@ so a run killed mid-save leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -19,20 +20,17 @@ from gan_jax import fs
 # 4.5 s of a latent-diffusion smoke run on 8 CPU devices. This project's states are megabytes,
 # so only slices of at least this many bytes (arrays of 64 MiB on 8 devices) are split.
 MIN_REPLICA_SLICE_BYTES = 8 << 20
-_array_handler_registered = False
 
 
+@functools.cache
 def _register_array_handler() -> None:
   """Makes Orbax write small replicated arrays whole (once per process)."""
-  global _array_handler_registered
-  if not _array_handler_registered:
-    from orbax.checkpoint._src.serialization import type_handler_registry  # pylint: disable=g-import-not-at-top
-    # register_type_handler would log a warning on every run for this deliberate override.
-    type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
-        jax.Array, ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
-                                                  array_metadata_store=_array_metadata_store()),
-        override=True, ignore_warnings=True)
-    _array_handler_registered = True
+  from orbax.checkpoint._src.serialization import type_handler_registry  # pylint: disable=g-import-not-at-top
+  # register_type_handler would log a warning on every run for this deliberate override.
+  type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
+      jax.Array, ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
+                                                array_metadata_store=_array_metadata_store()),
+      override=True, ignore_warnings=True)
 
 
 def _array_metadata_store():

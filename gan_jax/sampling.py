@@ -147,6 +147,7 @@ def benchmark_filter(benchmark: str, generator: TrainedGenerator) -> tuple[Calla
   """
   from gan_jax.protocols.imbalance import classifiers as classifiers_lib  # pylint: disable=g-import-not-at-top
   from gan_jax.protocols.imbalance import layout as layout_lib  # pylint: disable=g-import-not-at-top
+  from gan_jax.protocols.imbalance import methods as methods_lib  # pylint: disable=g-import-not-at-top
   from gan_jax.train import classifier_loop  # pylint: disable=g-import-not-at-top
   config = _run_config(benchmark)
   path = layout_lib.Layout(benchmark).filter
@@ -161,8 +162,8 @@ def benchmark_filter(benchmark: str, generator: TrainedGenerator) -> tuple[Calla
                                          parallel.make_mesh()).plain
   variables = classifier_loop.read_variables(path, jax.device_get(programs.init(jax.random.PRNGKey(0)).variables()))
   confidence = lambda images, c: classifier_loop.predict(programs, variables, images)[0][:, c]
-  # Runs from before filter_rounds was a field drew 8 rounds (config.json is read without migrations).
-  return confidence, float(config.filter_confidence), int(config.get("filter_rounds", 8))
+  # config.json is read without the benchmark's migrations: older runs have no filter_rounds.
+  return confidence, float(config.filter_confidence), int(config.get("filter_rounds", methods_lib.FILTER_ROUNDS))
 
 
 def parse_classes(value: str, generator: TrainedGenerator) -> tuple[int, ...]:
@@ -183,7 +184,7 @@ def parse_classes(value: str, generator: TrainedGenerator) -> tuple[int, ...]:
 def export(generator: TrainedGenerator, out: str, *, num_per_class: int, classes: Sequence[int], seed: int = 0,
            truncation: float = 0.0, fmt: str = "png",
            confidence: Callable[[np.ndarray, int], np.ndarray] | None = None, threshold: float = 0.0,
-           max_rounds: int = 8) -> dict:
+           max_rounds: int | None = None) -> dict:
   """Draws `num_per_class` images per class and writes them to `out`.
 
   Args:
@@ -198,7 +199,8 @@ def export(generator: TrainedGenerator, out: str, *, num_per_class: int, classes
     confidence: optional (images, class) -> probability of the class; with `threshold` > 0 an image is
       kept only at or above it (the imbalance benchmark's filter, see `methods.sample_with_filter`).
     threshold: see `confidence`.
-    max_rounds: rounds of redrawing before the best-scoring rejects fill a class (`methods.sample_with_filter`).
+    max_rounds: rounds of redrawing before the best-scoring rejects fill a class (None: the
+      benchmark's default, `methods.FILTER_ROUNDS`).
 
   Returns:
     {'written': {name: count}, 'acceptance_rate': [...] or None}.
@@ -221,7 +223,7 @@ def export(generator: TrainedGenerator, out: str, *, num_per_class: int, classes
   if confidence is not None and threshold > 0 and targets != [-1]:
     score = lambda images, slot: confidence(images, targets[slot])
   drawn, slots, info = methods_lib.sample_with_filter(sample, [num_per_class] * len(targets), score, threshold,
-                                                      max_rounds=max_rounds)
+                                                      max_rounds=max_rounds or methods_lib.FILTER_ROUNDS)
   if fmt == "npz":
     labels = np.asarray([targets[s] for s in slots], np.int32)
     fs.save_npz(out, image=drawn, label=labels, class_names=np.asarray(generator.class_names, dtype=str))

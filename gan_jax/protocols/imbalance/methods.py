@@ -258,6 +258,11 @@ class ClassDrawStore:
     fs.remove(self.folder)
 
 
+# Rounds of redrawing before the best-scoring rejects fill a class: the default of every filtered
+# draw, and the behaviour of run folders from before `filter_rounds` was a config field.
+FILTER_ROUNDS = 8
+
+
 def _draw_class(sample: Callable[[int, int], np.ndarray], c: int, wanted: int,
                 confidence: Callable[[np.ndarray, int], np.ndarray] | None, threshold: float,
                 max_rounds: int) -> ClassDraw:
@@ -285,7 +290,7 @@ def _draw_class(sample: Callable[[int, int], np.ndarray], c: int, wanted: int,
 
 def sample_with_filter(sample: Callable[[int, int], np.ndarray], add: Sequence[int],
                        confidence: Callable[[np.ndarray, int], np.ndarray] | None, threshold: float,
-                       max_rounds: int = 8, name: str = "",
+                       max_rounds: int = FILTER_ROUNDS, name: str = "",
                        finished: Callable[[int], ClassDraw | None] | None = None,
                        on_class: Callable[[int, ClassDraw], None] | None = None
                        ) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -27,7 +27,7 @@ RESUMABLE_FIELDS = ("methods", "num_seeds")
 # Run folders of earlier versions: fields added since (at their old behaviour) and the data
 # fields generator sections used to copy from the top level.
 MIGRATIONS = workdir.Migrations(added={
-    "fill_remainder": "none", "filter_rounds": 8,
+    "fill_remainder": "none", "filter_rounds": methods_lib.FILTER_ROUNDS,
     # The classifier recipe before the long-tail remedies: Adam at a constant rate, no decay, no augmentation.
     "optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant", "warmup_steps": 0,
     "decay_at": "0.8,0.9", "decay_factor": 0.01,
