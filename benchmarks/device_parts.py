@@ -22,6 +22,9 @@ from gan_jax import fs
 
 # Families whose convolutions take a compute dtype (the MLP GAN and the classifier stay fp32).
 _BF16_MODELS = ("dcgan_mnist", "dcgan_cifar10", "cgan_mnist", "acgan_mnist", "wgan_gp_mnist")
+# The sweep's largest batch for models whose activations are MBs per image (a U-Net or ResNet at full
+# resolution on every layer): 4096 would need over 100 GB; 512 already fills the device.
+_SWEEP_BATCH_CAP = {"ddpm_mnist": 512, "pix2pix_edges2digits": 512, "cyclegan_thin2thick": 512}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +115,7 @@ def _sweep(settings: Settings, model: str) -> dict:
   candidates, failures = [base], []
   dtypes = ("float32", "bfloat16") if model in _BF16_MODELS and settings.bf16_sweep else ("float32",)
   for dtype in dtypes:
-    for batch in settings.sweep_batches:
+    for batch in sorted({min(b, _SWEEP_BATCH_CAP.get(model, b)) for b in settings.sweep_batches}):
       try:
         candidates.append(step_benchmark.run(_options(settings, model, batch, dtype)))
       except jax.errors.JaxRuntimeError as e:  # a device error at one size must not lose the others

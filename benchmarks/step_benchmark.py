@@ -25,107 +25,24 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import optax
 
-from gan_jax.data import sources
+from benchmarks import step_targets
 from gan_jax import fs
-from gan_jax import models
 from gan_jax import parallel
 from gan_jax.data import device_dataset
-from gan_jax.kernels import upsample
-from gan_jax.train import classifier_step
-from gan_jax.train import gan_step
 
-# Benchmark model -> (GAN family or 'classifier', data set). A GAN trains with its family's recipe
-# (gan_jax.models.FAMILIES) at the train_gan configs' defaults: width 64, concat conditioning.
-MODELS = {"mlp_gan_mnist": ("mlp_gan", "mnist"), "dcgan_mnist": ("dcgan", "mnist"),
-          "dcgan_cifar10": ("dcgan", "cifar10"), "cgan_mnist": ("cgan", "mnist"), "acgan_mnist": ("acgan", "mnist"),
-          "wgan_gp_mnist": ("wgan_gp", "mnist"), "stylegan2_mnist": ("stylegan2", "mnist"),
-          "stylegan2_cifar10": ("stylegan2", "cifar10"), "classifier": ("classifier", "mnist")}
-# Where a model's train_gan config departs from _GAN_DEFAULTS (a test keeps them equal). StyleGAN2
-# trains with lazy R1 (every 16 D updates) and style mixing; ADA is left out of the benchmark (an option
-# of small-data training, not of the model).
-_MODEL_OVERRIDES = {"stylegan2_mnist": dict(width=32, r1_gamma=0.0002 * 32**2 / 64, r1_interval=16),
-                    "stylegan2_cifar10": dict(width=64, r1_gamma=0.0002 * 32**2 / 64, r1_interval=16)}
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 IMAGES_PER_SEC_DEFINITION = ("real images consumed per second = batch_size * d_steps * steps_per_call / median call "
-                             "time (d_steps = 1 for the classifier)")
-# The classifier's optimiser: the usual Adam defaults (the imbalance benchmark's classifier).
-_CLASSIFIER_CONFIG = dict(model="classifier", dataset="mnist", d_steps=1, lr=1e-3, b1=0.9, b2=0.999)
-_GAN_DEFAULTS = dict(width=64, z_dim=0, conditioning="concat", upsample_impl="auto", spectral_norm=False,
-                     aux_weight=1.0)
+                             "time (d_steps = 1 for the classifier, the diffusion model and translation, where an "
+                             "image is an (a, b) pair)")
 _VERSIONED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "torch")
 
 
-@dataclasses.dataclass(frozen=True)
-class Options:
-  """What to measure. Zero / empty fields keep the model config's value or a default."""
-  model: str
-  batch_size: int = 128
-  steps: int = 50
-  warmup: int = 5
-  dtype: str = "float32"
-  upsample_impl: str = ""
-  width: int = 0
-  steps_per_call: int = 1
-  reuse_fakes: bool = False
-  donate: bool = True
-  threads: int = 0
-  peak_size: int = 0
-  data_examples: int = 60_000
-  data_batches: int = 50
-  seed: int = 0
-  # XLA compiler options of the step, e.g. {"xla_backend_optimization_level": 1} to
-  # compile faster in tests (the timings are then not representative).
-  compiler_options: dict | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-  """A pure single train step and how to feed it.
-
-  Attributes:
-    step_fn: `step(state, batch) -> (state, metrics)`.
-    init_fn: `init(key) -> state`.
-    batch_lead: leading batch shape of one step ([d_steps, B] for GANs, [B] for the classifier).
-    spec: JSON-able description of the model and step (what the PyTorch reference mirrors).
-    flops_parts: `((step_fn, weight), ...)` whose weighted FLOP counts make the mean step
-      when steps differ (lazy R1 runs on one step in `r1_interval`); None: `step_fn` alone.
-  """
-  step_fn: Callable
-  init_fn: Callable
-  batch_lead: tuple[int, ...]
-  spec: dict
-  flops_parts: tuple[tuple[Callable, float], ...] | None = None
-
-
-def validate_options(opts: Options) -> None:
-  """Raises ValueError naming the bad value and the allowed ones."""
-  choices = {"model": (opts.model, MODELS), "dtype": (opts.dtype, tuple(DTYPES)),
-             "upsample_impl": (opts.upsample_impl, ("",) + upsample.UPSAMPLE_IMPLS)}
-  for name, (value, allowed) in choices.items():
-    if value not in allowed:
-      raise ValueError(f"Unknown {name} '{value}'; choose one of: {', '.join(a for a in allowed if a)}")
-  for name in ("batch_size", "steps", "steps_per_call", "data_examples", "data_batches"):
-    if getattr(opts, name) < 1:
-      raise ValueError(f"{name} must be a positive integer, got {getattr(opts, name)}")
-  for name in ("warmup", "width", "threads", "peak_size"):
-    if getattr(opts, name) < 0:
-      raise ValueError(f"{name} must be >= 0, got {getattr(opts, name)}")
-  if opts.reuse_fakes and opts.model == "classifier":
-    raise ValueError("reuse_fakes applies to the GAN models; the classifier has no generator")
-
-
-def load_config(model: str) -> ml_collections.ConfigDict:
-  """The training settings of a benchmark model: its family's recipe, so d_steps, betas etc. match training."""
-  family, dataset = MODELS[model]
-  if family == "classifier":
-    return ml_collections.ConfigDict(_CLASSIFIER_CONFIG)
-  recipe = models.get_family(family).recipe
-  return ml_collections.ConfigDict({"model": family, "dataset": dataset, **_GAN_DEFAULTS,
-                                    **dataclasses.asdict(recipe), **_MODEL_OVERRIDES.get(model, {})})
+# The benchmark's models, options and targets (re-exported: they are this module's interface).
+MODELS, DTYPES, Options, Target = step_targets.MODELS, step_targets.DTYPES, step_targets.Options, step_targets.Target
+validate_options, load_config, build_target = (step_targets.validate_options, step_targets.load_config,
+                                               step_targets.build_target)
+synthetic_batch = step_targets.synthetic_batch
 
 
 def scan_steps(step_fn: Callable, steps_per_call: int) -> Callable:
@@ -148,68 +65,8 @@ def scan_steps(step_fn: Callable, steps_per_call: int) -> Callable:
   return multi_step
 
 
-def _plan(module) -> dict:
-  """A Flax module's layer plan as plain JSON: its dataclass fields, tuples as lists."""
-  skip = ("parent", "name", "dtype")
-  to_json = lambda v: [to_json(x) for x in v] if isinstance(v, (tuple, list)) else v
-  fields = {f.name: to_json(getattr(module, f.name)) for f in dataclasses.fields(module) if f.name not in skip}
-  return {"kind": type(module).__name__, **fields}
-
-
-def _common_spec(opts: Options, config, info, family: str, d_steps: int) -> dict:
-  return {"model": opts.model, "family": family, "dataset": config.dataset, "image_shape": list(info.image_shape),
-          "num_classes": info.num_classes, "batch_size": opts.batch_size, "d_steps": d_steps,
-          "steps": opts.steps, "warmup": opts.warmup, "seed": opts.seed}
-
-
-def build_target(opts: Options) -> Target:
-  """The jit-able step, initialiser and description of `opts.model` at `opts`' settings."""
-  validate_options(opts)
-  config = load_config(opts.model)
-  info = sources.get_dataset_info(sources.DataSource.from_config(config))
-  shape = tuple(info.image_shape)
-  if opts.model == "classifier":
-    model = models.CNNClassifier(num_classes=info.num_classes)
-    tx = optax.adam(config.lr, b1=config.b1, b2=config.b2)
-    spec = {**_common_spec(opts, config, info, "classifier", 1), "classifier": _plan(model), "lr": config.lr,
-            "b1": config.b1, "b2": config.b2, "compute_dtype": "float32", "output_range": [0.0, 1.0]}
-    return Target(classifier_step.make_classifier_train_step(model, tx),
-                  lambda key: classifier_step.init_classifier_state(model, tx, key, shape),
-                  (opts.batch_size,), spec)
-  width = opts.width or config.width
-  impl = opts.upsample_impl or config.upsample_impl
-  gan = models.build_gan(config.model, image_shape=shape, num_classes=info.num_classes,
-                         z_dim=config.z_dim or None, width=width, conditioning=config.conditioning,
-                         upsample_impl=impl, spectral_norm=config.spectral_norm, dtype=DTYPES[opts.dtype])
-  cfg = gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
-                            aux_weight=config.aux_weight, reuse_fakes=opts.reuse_fakes,
-                            r1_gamma=config.get("r1_gamma", 0.0), r1_interval=config.get("r1_interval", 16))
-  g_tx = gan_step.make_optimizer(config.lr_g, config.b1, config.b2)
-  d_tx = gan_step.make_optimizer(config.lr_d, config.b1, config.b2)
-  # Only the convolutional families take a compute dtype (build_gan ignores it for the MLP).
-  applied = opts.dtype if gan.name not in ("mlp_gan", "stylegan2") else "float32"
-  spec = {**_common_spec(opts, config, info, gan.name, cfg.d_steps), "width": width, "z_dim": gan.z_dim,
-          "upsample_impl": impl if gan.name != "mlp_gan" else "n/a", "loss": cfg.loss,
-          "gp_weight": cfg.gp_weight, "aux_weight": cfg.aux_weight, "reuse_fakes": cfg.reuse_fakes,
-          "r1_gamma": cfg.r1_gamma, "r1_interval": cfg.r1_interval,
-          "lr_g": config.lr_g, "lr_d": config.lr_d,
-          "b1": config.b1, "b2": config.b2, "conditional": gan.conditional, "d_takes_labels": gan.d_takes_labels,
-          "aux_classifier": gan.aux_classifier, "output_range": list(gan.output_range), "compute_dtype": applied,
-          "generator": _plan(gan.generator), "discriminator": _plan(gan.discriminator)}
-  step_fn = gan_step.make_train_step(gan, cfg, g_tx, d_tx)
-  flops_parts = None
-  if cfg.r1_gamma > 0 and cfg.r1_interval > 1:
-    # XLA counts the R1 branch of the step's cond as if it ran every step; it runs on one in
-    # r1_interval, so the mean step is weighted from a step without R1 and one that always has it.
-    without_r1 = gan_step.make_train_step(gan, dataclasses.replace(cfg, r1_gamma=0.0), g_tx, d_tx)
-    with_r1 = gan_step.make_train_step(gan, dataclasses.replace(cfg, r1_interval=1), g_tx, d_tx)
-    flops_parts = ((without_r1, 1.0 - 1.0 / cfg.r1_interval), (with_r1, 1.0 / cfg.r1_interval))
-  return Target(step_fn, lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, shape),
-                (cfg.d_steps, opts.batch_size), spec, flops_parts)
-
-
 def param_count(state) -> int:
-  """Trainable parameters of a GAN or classifier state (arrays or ShapeDtypeStructs)."""
+  """Trainable parameters of a train state (arrays or ShapeDtypeStructs); a diffusion state's EMA copy is not counted."""
   trees = (state.g_params, state.d_params) if hasattr(state, "g_params") else (state.params,)
   return int(sum(math.prod(x.shape) for x in jax.tree.leaves(trees)))
 
@@ -218,14 +75,6 @@ def jax_param_count(opts: Options) -> int:
   """Parameter count of `opts.model` without running or compiling anything."""
   target = build_target(opts)
   return param_count(jax.eval_shape(target.init_fn, jax.random.PRNGKey(0)))
-
-
-def synthetic_batch(spec: dict, lead: tuple[int, ...], seed: int = 0) -> dict[str, np.ndarray]:
-  """Random images in the model's output range and random labels, [*lead, H, W, C] and [*lead]."""
-  rng = np.random.default_rng(seed)
-  lo, hi = spec["output_range"]
-  images = rng.uniform(lo, hi, lead + tuple(spec["image_shape"])).astype(np.float32)
-  return {"image": images, "label": rng.integers(0, spec["num_classes"], lead).astype(np.int32)}
 
 
 def summarize(times: list[float]) -> dict[str, float]:
@@ -330,12 +179,16 @@ def data_images_per_sec(spec: dict, num_examples: int, num_batches: int, device:
   """Images per second of the training loop's input path alone (`DeviceDataset`), synthetic uint8 data.
 
   Per step the loop computes the batch's row indices on the host, ships them and
-  gathers + scales the rows on the device; each timed batch is blocked on.
+  gathers + scales the rows on the device; each timed batch is blocked on. A translation
+  model's (a, b) rows are gathered as one image of both domains' channels (pix2pix's path).
   """
   rng = np.random.default_rng(spec["seed"])
   num_examples = max(num_examples, spec["batch_size"])
-  raw = rng.integers(0, 256, (num_examples,) + tuple(spec["image_shape"]), dtype=np.uint8)
-  labels = rng.integers(0, spec["num_classes"], num_examples).astype(np.int32)
+  shape = list(spec["image_shape"])
+  if spec.get("inputs"):
+    shape[-1] = sum(s[-1] for s in spec["inputs"].values())
+  raw = rng.integers(0, 256, (num_examples,) + tuple(shape), dtype=np.uint8)
+  labels = rng.integers(0, max(spec["num_classes"], 1), num_examples).astype(np.int32)
   mesh = parallel.make_mesh([device])
   dataset = device_dataset.DeviceDataset(raw, labels, mesh, spec["output_range"])
   d_steps, batch_size, seed = spec["d_steps"], spec["batch_size"], spec["seed"]

@@ -1,6 +1,6 @@
 """PyTorch mirror of gan_jax's models and train steps: the reference of `experiments.benchmark --reference=torch`.
 
-The layers are built from the layer plans that `benchmarks.step_benchmark` reads off the
+The layers are built from the layer plans that `benchmarks.step_targets` reads off the
 Flax modules (spec['generator'], spec['discriminator'], spec['classifier']), so
 both sides run the same layers with the same shapes; a test checks the parameter
 counts are equal. The step is the same computation as `gan_jax.train.gan_step`:
@@ -10,7 +10,9 @@ then one generator update, Adam with the config's betas, the losses of
 spec['reuse_fakes'] the generator update reuses the last discriminator update's
 fakes, as gan_jax does (and PyTorch's DCGAN example). Initialisation
 differs (it does not affect speed). Not mirrored: gan_jax's non-finite guard
-(an elementwise select over the state, a small share of the step).
+(an elementwise select over the state, a small share of the step). StyleGAN2, ProGAN,
+the diffusion U-Net and the translation networks have their own mirror modules
+(torch_stylegan2, torch_progan, torch_unet, torch_translation).
 
 PyTorch is an optional dependency: import this module only when the reference is
 wanted; it fails with an ImportError saying how to install torch otherwise.
@@ -30,25 +32,15 @@ except ImportError as e:  # pragma: no cover - depends on the environment
   raise ImportError("The PyTorch reference needs torch: pip install 'torch==2.13.0' "
                     "(the 'torch' extra of gan_jax)") from e
 
-from benchmarks import torch_stylegan2  # pylint: disable=g-import-not-at-top  # needs torch, checked above
+# pylint: disable=g-import-not-at-top  # the mirrors need torch, checked above
+from benchmarks import torch_progan
+from benchmarks import torch_stylegan2
+from benchmarks import torch_translation
+from benchmarks import torch_unet
+from benchmarks.torch_gan_losses import D_LOSSES, G_LOSSES
+# pylint: enable=g-import-not-at-top
 
 _MAX_REASON_CHARS = 300
-
-D_LOSSES = {
-    "minimax": lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
-    "non_saturating": lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
-    "wasserstein": lambda real, fake: fake.mean() - real.mean(),
-    "hinge": lambda real, fake: F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean(),
-    "least_squares": lambda real, fake: 0.5 * (real - 1.0).square().mean() + 0.5 * fake.square().mean(),
-}
-G_LOSSES = {
-    "minimax": lambda fake: -F.softplus(fake).mean(),
-    "non_saturating": lambda fake: F.softplus(-fake).mean(),
-    "wasserstein": lambda fake: -fake.mean(),
-    "hinge": lambda fake: -fake.mean(),
-    "least_squares": lambda fake: 0.5 * (fake - 1.0).square().mean(),
-}
-
 
 class Head(nn.Module):
   """gan_jax.models.layers.DiscriminatorHead: (logit [N], class logits or None)."""
@@ -176,14 +168,24 @@ class CNNClassifier(nn.Module):
     return self.net(images)
 
 
+# Kinds other than the GANs and the classifier: the module that mirrors them (build_models, make_step,
+# synthetic_batch for the translation pair).
+_MIRRORS = {"ddpm": torch_unet, "pix2pix": torch_translation, "cyclegan": torch_translation}
+
+
 def build_models(spec: dict) -> dict[str, nn.Module]:
   """{'g', 'd'} for a GAN spec or {'model'} for the classifier, from gan_jax.benchmark's spec."""
   if spec["family"] == "classifier":
     return {"model": CNNClassifier(spec["image_shape"], spec["classifier"])}
+  if spec["family"] in _MIRRORS:
+    return _MIRRORS[spec["family"]].build_models(spec)
   g_plan, d_plan = spec["generator"], spec["discriminator"]
   if g_plan["kind"] == "StyleGenerator":
     return {"g": torch_stylegan2.StyleGenerator(spec["z_dim"], g_plan),
             "d": torch_stylegan2.StyleDiscriminator(spec["image_shape"], d_plan)}
+  if g_plan["kind"] == "PhaseGenerator":
+    return {"g": torch_progan.PhaseGenerator(spec["z_dim"], g_plan),
+            "d": torch_progan.PhaseDiscriminator(spec["image_shape"], d_plan)}
   if g_plan["kind"] == "MLPGenerator":
     return {"g": MLPGenerator(spec["z_dim"], g_plan), "d": MLPDiscriminator(math.prod(spec["image_shape"]), d_plan)}
   d = DCGANDiscriminator(spec["image_shape"], d_plan)
@@ -211,8 +213,9 @@ def gradient_penalty(critic: Callable, real, fake, labels):
 
 def _apply(loss, params: list, optimizer) -> None:
   # Gradients w.r.t. these parameters only, like jax.grad of one player's objective:
-  # autograd then skips the other player's weight gradients.
-  for param, grad in zip(params, torch.autograd.grad(loss, params)):
+  # autograd then skips the other player's weight gradients. Parameters the loss does not use
+  # (ProGAN's older toRGB/fromRGB layers) get zero gradients, as under jax.grad.
+  for param, grad in zip(params, torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)):
     param.grad = grad
   optimizer.step()
 
@@ -237,6 +240,8 @@ def make_gan_step(spec: dict, g: Callable, d: Callable, g_params: list, d_params
     d_updates[0] += 1
     if spec["gp_weight"] > 0:
       loss = loss + spec["gp_weight"] * gradient_penalty(d, real, fake, d_labels(labels))
+    if spec.get("drift_weight", 0.0) > 0:  # ProGAN's drift term on the real scores
+      loss = loss + spec["drift_weight"] * logits[:batch].float().square().mean()
     if spec["aux_classifier"]:
       loss = loss + spec["aux_weight"] * (F.cross_entropy(class_logits[:batch], labels)
                                           + F.cross_entropy(class_logits[batch:], labels))
@@ -316,6 +321,8 @@ def _make_step(spec: dict, modules: dict, compiled: bool, autocast) -> Callable:
   calls = {name: torch.compile(m) if compiled else m for name, m in modules.items()}
   if spec["family"] == "classifier":
     return make_classifier_step(spec, calls["model"], list(modules["model"].parameters()), autocast)
+  if spec["family"] in _MIRRORS:
+    return _MIRRORS[spec["family"]].make_step(spec, calls, modules, autocast)
   return make_gan_step(spec, calls["g"], calls["d"], list(modules["g"].parameters()),
                        list(modules["d"].parameters()), autocast)
 
@@ -341,7 +348,8 @@ def run_reference(spec: dict, channels_last: bool = False, compile_step: bool = 
   fmt = torch.channels_last if channels_last else torch.preserve_format
   for module in modules.values():
     module.to(device=device, memory_format=fmt).train()
-  batch = synthetic_batch(spec, device, channels_last)
+  batch = (torch_translation.synthetic_batch if spec["family"] in ("pix2pix", "cyclegan") else synthetic_batch)(
+      spec, device, channels_last)
   result = {"param_count": sum(p.numel() for m in modules.values() for p in m.parameters()),
             "device": str(device), "threads": torch.get_num_threads(), "channels_last": channels_last,
             "autocast_bfloat16": bf16, "torch_version": torch.__version__}

@@ -75,6 +75,23 @@ class Programs:
   critic_tx: optax.GradientTransformation | None
 
 
+def make_denoiser(config: ml_collections.ConfigDict, num_classes: int, out_channels: int) -> unet.ConditionalDenoiser:
+  """The config's class-conditioned U-Net (every level below the first cross-attends to the class tokens)."""
+  widths = tuple(config.widths)
+  for width in widths:
+    if width % config.heads:
+      raise ValueError(f"config.widths {widths} must be multiples of config.heads={config.heads}")
+  return unet.ConditionalDenoiser(num_classes=num_classes, out_channels=out_channels, widths=widths,
+                                  blocks_per_level=config.blocks_per_level, heads=config.heads,
+                                  context_dim=config.context_dim, cross_attention_levels=tuple(range(1, len(widths))),
+                                  dropout_rate=config.dropout_rate)
+
+
+def denoiser_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """The denoiser's AdamW (no weight decay: the latent diffusion recipe's)."""
+  return optax.adamw(config.learning_rate, weight_decay=0.0)
+
+
 def build(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int) -> Programs:
   """Checks every field and builds the models (nothing is compiled or initialised)."""
   checks.one_of(config.model, MODELS, "model")
@@ -86,15 +103,7 @@ def build(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_cla
   first_stage = (kl_autoencoder.KLAutoencoder(image_shape, config.latent_channels, tuple(config.ae_widths))
                  if latent else None)
   data_shape = kl_autoencoder.latent_shape(image_shape, config.latent_channels) if latent else image_shape
-  widths = tuple(config.widths)
-  for width in widths:
-    if width % config.heads:
-      raise ValueError(f"config.widths {widths} must be multiples of config.heads={config.heads}")
-  denoiser = unet.ConditionalDenoiser(num_classes=num_classes, out_channels=data_shape[-1], widths=widths,
-                                      blocks_per_level=config.blocks_per_level, heads=config.heads,
-                                      context_dim=config.context_dim,
-                                      cross_attention_levels=tuple(range(1, len(widths))),
-                                      dropout_rate=config.dropout_rate)
+  denoiser = make_denoiser(config, num_classes, data_shape[-1])
   schedule = schedule_lib.make(config.schedule, config.diffusion_steps)
   sampling.timesteps(config.diffusion_steps, config.sample_steps)  # checks sample_steps
   checks.one_of(config.sampler, sampling.SAMPLERS, "sampler")
@@ -109,7 +118,7 @@ def build(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_cla
     critic = translation.PatchDiscriminator(config.ae_disc_width, config.ae_disc_layers)
     critic_tx = optax.adam(config.ae_learning_rate, b1=0.5, b2=0.9)
   return Programs(config.model, image_shape, data_shape, num_classes, first_stage, denoiser, schedule,
-                  optax.adam(config.ae_learning_rate), optax.adamw(config.learning_rate, weight_decay=0.0),
+                  optax.adam(config.ae_learning_rate), denoiser_optimizer(config),
                   steps.DenoiserConfig(config.prediction, config.label_dropout, config.ema_decay),
                   first_stage_cfg, critic, critic_tx)
 

@@ -22,7 +22,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 TINY = dict(batch_size=16, steps=2, warmup=1, width=8, peak_size=128, data_examples=256, data_batches=3,
             compiler_options=FAST_COMPILE)
-WITH_TORCH = ("dcgan_mnist", "wgan_gp_mnist", "stylegan2_mnist")
+WITH_TORCH = ("dcgan_mnist", "wgan_gp_mnist", "stylegan2_mnist", "progan_mnist", "ddpm_mnist", "pix2pix_edges2digits",
+              "cyclegan_thin2thick")
+# The models whose steps are not gan_step's (or are, with a mirror of their own): each runs on both sides.
+OTHER_KINDS = ("progan_mnist", "ddpm_mnist", "pix2pix_edges2digits", "cyclegan_thin2thick")
 REQUIRED_KEYS = {
     "model", "batch_size", "d_steps", "steps_per_call", "dtype", "threads", "xla_cpu_threads", "compile_time_s",
     "step_time_median_s", "step_time_min_s", "step_time_max_s", "images_per_sec", "images_per_sec_definition",
@@ -51,8 +54,10 @@ def check_result(result, with_torch):
   assert result["d_steps"] == (5 if result["model"] == "wgan_gp_mnist" else 1)
   parts = result["flops_per_step_parts"]
   if parts is None:
-    # The step has no loops, so the pre-optimisation count matches XLA's compiled CPU count.
-    assert result["flops_per_step"] == pytest.approx(result["xla_flops_per_call_compiled"], rel=0.05)
+    # The step has no loops, so the pre-optimisation count matches XLA's compiled CPU count (the
+    # compiled U-Net step counts 9 % more: operations that fusion duplicates).
+    rel = 0.1 if result["spec"]["family"] == "ddpm" else 0.05
+    assert result["flops_per_step"] == pytest.approx(result["xla_flops_per_call_compiled"], rel=rel)
   else:
     # Lazy R1: the mean of a step without R1 and one with it, weighted 15:1; the compiled step
     # counts its R1 branch in full, like the step that always runs it.
@@ -78,7 +83,7 @@ def check_result(result, with_torch):
 # dcgan_mnist runs through the entrypoint below (test_entrypoint_writes_json_with_machine_description);
 # cgan and acgan share its step and are matched to their PyTorch mirrors by parameter count; dcgan_cifar10
 # is dcgan_mnist's step at 32 px (its training runs in tests/train/test_gan_loop.py).
-@pytest.mark.parametrize("model", ["mlp_gan_mnist", "wgan_gp_mnist", "stylegan2_mnist", "classifier"])
+@pytest.mark.parametrize("model", ["mlp_gan_mnist", "wgan_gp_mnist", "stylegan2_mnist", "classifier", *OTHER_KINDS])
 def test_every_model_reports_sane_figures(model):
   reference = None
   if model in WITH_TORCH:
@@ -110,6 +115,48 @@ def test_torch_compile_failure_is_reported_not_raised(monkeypatch):
   result = tr.run_reference(spec, compile_step=True)
   assert positive_finite(result["eager"]["images_per_sec"])
   assert result["compiled"] == {"available": False, "reason": "RuntimeError: no C++ compiler found"}
+
+
+@pytest.mark.parametrize("model", OTHER_KINDS)
+def test_torch_mirrors_produce_the_flax_output_shapes(model):
+  import torch  # pylint: disable=g-import-not-at-top
+  tr = torch_reference()
+  opts = benchmark.Options(model=model, width=8)
+  target = benchmark.build_target(opts)
+  spec, state = target.spec, jax.eval_shape(target.init_fn, jax.random.PRNGKey(0))
+  modules = tr.build_models(spec)
+  batch = benchmark.synthetic_batch(spec, (4,))
+  nchw = lambda x: torch.as_tensor(np.moveaxis(np.asarray(x), -1, 1))
+  shape = lambda x: tuple(x.shape)
+  to_nhwc = lambda s: (s[0],) + tuple(s[2:]) + (s[1],)
+  config = benchmark.load_config(model)
+  if spec["family"] == "progan":
+    gan = benchmark.step_targets.models.build_gan("progan", image_shape=spec["image_shape"], num_classes=10, width=8)
+    z = np.zeros((4, spec["z_dim"]), np.float32)
+    images = jax.eval_shape(lambda p: gan.generator.apply({"params": p}, z, batch["label"]), state.g_params)
+    logits = jax.eval_shape(lambda p: gan.discriminator.apply({"params": p}, batch["image"], batch["label"])[0],
+                            state.d_params)
+    labels = torch.as_tensor(batch["label"]).long()
+    assert to_nhwc(shape(modules["g"](torch.zeros(4, spec["z_dim"]), labels))) == images.shape
+    assert shape(modules["d"](nchw(batch["image"]), labels)[0]) == logits.shape
+  elif spec["family"] == "ddpm":
+    config.widths = (8, 16, 16)
+    denoiser = benchmark.step_targets.diffusion_train.make_denoiser(config, 10, 1)
+    t = np.zeros((4,), np.int32)
+    out = jax.eval_shape(lambda p: denoiser.apply({"params": p}, batch["image"], t, batch["label"]), state.params)
+    got = modules["model"](nchw(batch["image"]), torch.as_tensor(t).long(), torch.as_tensor(batch["label"]).long())
+    assert out.shape == batch["image"].shape and to_nhwc(shape(got)) == out.shape
+  else:
+    config.width_g = config.width_d = 8
+    translator = benchmark.step_targets.translation_train.build_translator(config, config.method, 32, (1, 1))
+    for direction, module in translator.generators.items():
+      source = batch[direction[0]]
+      out = jax.eval_shape(lambda p: module.apply({"params": p}, source), state.g_params[direction])
+      assert to_nhwc(shape(modules[f"g_{direction}"](nchw(source)))) == out.shape == batch[direction[1]].shape
+    for domain, module in translator.critics.items():
+      inputs = np.concatenate([batch["a"], batch[domain]], -1) if spec["conditional_critic"] else batch[domain]
+      out = jax.eval_shape(lambda p: module.apply({"params": p}, inputs), state.d_params[domain])
+      assert to_nhwc(shape(modules[f"d_{domain}"](nchw(inputs)))) == out.shape
 
 
 def _compile(fn, *args):
@@ -163,7 +210,7 @@ def test_scan_steps_rejects_bad_arguments():
 
 
 @pytest.mark.parametrize("model", [m for m in benchmark.MODELS if m != "classifier"])
-def test_benchmark_models_train_as_their_train_gan_configs(model):
+def test_benchmark_models_train_as_their_configs(model):
   config = benchmark.load_config(model)
   trained = importlib.import_module(f"experiments.configs.{model}").get_config()
   assert {k: config[k] for k in config} == {k: trained[k] for k in config}
