@@ -15,13 +15,14 @@ one convolution with s*s*C_in channels, followed by depth-to-space and a crop.
 The packed gradient convolution runs on the output's spatial grid, and XLA:CPU is slow
 on convolutions over tiny grids (see `upsample`), so `conv_same` uses it only for
 outputs of at least AUTO_PHASE_MIN_OUTPUT_SIDE pixels a side. On the tiniest grids
-(4x4 -> 2x2) it runs the layer as one matmul on CPU instead (`dense_conv`). `StridedConv` has the
+(4x4 -> 2x2) it runs the layer as one matmul on CPU instead: the dense form (`dense_conv`), or at
+small batches the patch tensor (`im2col`). `StridedConv` has the
 parameters (names, shapes, initialisers) of `flax.linen.Conv`.
 """
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gan_jax.kernels import dense_conv
+from gan_jax.kernels import im2col
 from gan_jax.models import layers
 from gan_jax.kernels import upsample
 
@@ -104,20 +106,30 @@ def uses_phase_gradient(input_shape: tuple[int, ...], stride: int) -> bool:
   return stride > 1 and out_side >= AUTO_PHASE_MIN_OUTPUT_SIDE
 
 
-def auto_impl(input_shape: tuple[int, ...], stride: int, backend: str) -> str:
-  """What `conv_same` runs for this NHWC input on this backend: 'phase', 'dense' or 'xla'."""
+def auto_impl(input_shape: tuple[int, ...], stride: int, backend: str, kernel_shape: tuple[int, ...] | None = None) -> str:
+  """What `conv_same` runs for this NHWC input on this backend: 'phase', 'dense', 'im2col' or 'xla'.
+
+  'im2col' needs `kernel_shape` (kh, kw, C_in, C_out): without it a tiny grid gets 'dense'.
+  """
   if uses_phase_gradient(input_shape, stride):
     return "phase"
   in_hw = tuple(input_shape[1:3])
   out_hw = (-(-in_hw[0] // stride), -(-in_hw[1] // stride))
-  return "dense" if dense_conv.prefers_dense(in_hw, out_hw, backend) else "xla"
+  if not dense_conv.prefers_dense(in_hw, out_hw, backend):
+    return "xla"
+  if kernel_shape is not None and im2col.prefers_im2col(input_shape[0], in_hw, out_hw, kernel_shape):
+    return "im2col"
+  return "dense"
 
 
 def conv_same(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   """A square-stride 'SAME' convolution in the formulation that is fastest for its size."""
-  impl = auto_impl(x.shape, stride, jax.default_backend())
+  impl = auto_impl(x.shape, stride, jax.default_backend(), kernel.shape)
   if impl == "phase":
     return strided_conv(x, kernel, stride)
+  if impl == "im2col":
+    padding = tuple(same_padding(x.shape[axis], kernel.shape[axis - 1], stride) for axis in (1, 2))
+    return im2col.conv(x, kernel, stride, padding)
   if impl == "dense":
     return dense_conv.dense_conv(x, kernel, functools.partial(_conv, stride=stride))
   return _conv(x, kernel, stride)
@@ -134,13 +146,16 @@ class StridedConv(nn.Module):
   stride: int
   spectral_norm: bool = False
   dtype: Any = jnp.float32
+  use_bias: bool = True
+  kernel_init: Callable = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel_size
-    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
     if self.spectral_norm:
       kernel = layers.spectral_normalize(kernel)
     y = conv_same(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)
-    return y + bias.astype(self.dtype)
+    if not self.use_bias:
+      return y
+    return y + self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32).astype(self.dtype)

@@ -14,13 +14,14 @@ computed. `impl` selects the computation:
   by depth-to-space (Shi et al., 2016). Same parameters, same outputs up to float
   rounding, about s*s times fewer multiply-adds.
 * `dense`: one matmul with the layer's dense matrix (`dense_conv`), for tiny grids.
+* `im2col`: one matmul with the zero-dilated input's patch tensor (`im2col`), for tiny grids at small batches.
 * `auto`: `subpixel` for stride > 1 and inputs of at least 4x4 (measured faster on CPU and GPU,
-  see README); for smaller inputs `dense` on CPU where `dense_conv.prefers_dense` (a 2x2 input),
-  else the dilated form.
+  see README); for smaller inputs on CPU where `dense_conv.prefers_dense` (a 1x1 or 2x2 input)
+  `im2col` where `im2col.prefers_im2col` (small batches) and otherwise `dense`; else the dilated form.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -28,8 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gan_jax.kernels import dense_conv
+from gan_jax.kernels import im2col
 
-UPSAMPLE_IMPLS = ("auto", "transpose", "subpixel", "dense")
+UPSAMPLE_IMPLS = ("auto", "transpose", "subpixel", "dense", "im2col")
 # `auto` keeps the dilated form for inputs smaller than this: on XLA:CPU the sub-pixel form of
 # a 2x2 -> 4x4 layer was 6x slower (4.6 s against 0.75 s fwd+bwd, batch 128, 512 -> 256
 # channels), while from 4x4 inputs on it was 7-9x faster.
@@ -117,14 +119,17 @@ def conv_transpose_dilated(x: jax.Array, kernel: jax.Array, stride: int) -> jax.
   return jax.lax.conv_transpose(x, kernel, (stride, stride), "SAME", dimension_numbers=_DIMENSION_NUMBERS)
 
 
-def auto_impl(input_shape: tuple[int, ...], stride: int, backend: str) -> str:
-  """The formulation `impl='auto'` runs for this NHWC input on this backend."""
+def auto_impl(input_shape: tuple[int, ...], stride: int, backend: str, kernel_shape: tuple[int, ...] | None = None) -> str:
+  """The formulation `impl='auto'` runs for this NHWC input on this backend ('im2col' needs `kernel_shape`)."""
   side_hw = tuple(input_shape[1:3])
   if stride > 1 and min(side_hw) >= AUTO_SUBPIXEL_MIN_SIDE:
     return "subpixel"
-  if dense_conv.prefers_dense(side_hw, (side_hw[0] * stride, side_hw[1] * stride), backend):
-    return "dense"
-  return "transpose"
+  out_hw = (side_hw[0] * stride, side_hw[1] * stride)
+  if not dense_conv.prefers_dense(side_hw, out_hw, backend):
+    return "transpose"
+  if kernel_shape is not None and im2col.prefers_im2col(input_shape[0], side_hw, out_hw, kernel_shape, True):
+    return "im2col"
+  return "dense"
 
 
 class UpConv(nn.Module):
@@ -138,17 +143,20 @@ class UpConv(nn.Module):
   use_bias: bool = True
   impl: str = "auto"
   dtype: Any = jnp.float32
+  kernel_init: Callable = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.impl not in UPSAMPLE_IMPLS:
       raise ValueError(f"Unknown upsample_impl '{self.impl}'; choose one of: {', '.join(UPSAMPLE_IMPLS)}")
     k = self.kernel_size
-    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features), jnp.float32)
+    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    impl = auto_impl(x.shape, self.stride, jax.default_backend()) if self.impl == "auto" else self.impl
+    impl = auto_impl(x.shape, self.stride, jax.default_backend(), kernel.shape) if self.impl == "auto" else self.impl
     if impl == "subpixel" and self.stride > 1:
       y = conv_transpose_subpixel(x, kernel, self.stride)
+    elif impl == "im2col":
+      y = im2col.conv_transpose(x, kernel, self.stride, same_transpose_padding(k, self.stride))
     elif impl == "dense":
       y = dense_conv.dense_conv(x, kernel, lambda x, w: conv_transpose_dilated(x, w, self.stride))
     else:

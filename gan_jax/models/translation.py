@@ -29,6 +29,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gan_jax.kernels import downsample
+from gan_jax.kernels import upsample
+
 _INIT = nn.initializers.normal(0.02)
 _PAD1 = ((1, 1), (1, 1))
 # (kernel, stride) of the PatchGAN's layers after the stride-2 ones: a stride-1 C(8w) and the output layer.
@@ -49,6 +52,24 @@ def _bias(norm: str, normalised: bool) -> bool:
 
 def _reflect(x: jax.Array, pad: int) -> jax.Array:
   return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def _stride2_conv(x: jax.Array, features: int, kernel: int, use_bias: bool, name: str) -> jax.Array:
+  """A stride-2 convolution padded by 1 on each side, with `flax.linen.Conv`'s parameters.
+
+  Where that padding is 'SAME' (a 4x4 kernel on even sides) it runs as `downsample.StridedConv`,
+  which on CPU takes the phase-decomposed input gradient on large grids and one matmul on tiny
+  ones (XLA:CPU's own forms were the larger part of a pix2pix step); elsewhere as `nn.Conv`.
+  """
+  if kernel == 4 and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0:
+    return downsample.StridedConv(features, kernel, 2, use_bias=use_bias, kernel_init=_INIT, name=name)(x)
+  return nn.Conv(features, (kernel, kernel), strides=(2, 2), padding=_PAD1, use_bias=use_bias, kernel_init=_INIT,
+                 name=name)(x)
+
+
+def _up_conv(x: jax.Array, features: int, kernel: int, use_bias: bool, name: str) -> jax.Array:
+  """`flax.linen.ConvTranspose(features, (k, k), strides=(2, 2), padding='SAME')`, in `upsample.UpConv`'s fastest form."""
+  return upsample.UpConv(features, kernel, 2, use_bias=use_bias, kernel_init=_INIT, name=name)(x)
 
 
 def unet_depth(side: int) -> int:
@@ -97,16 +118,14 @@ class UNetGenerator(nn.Module):
       if i:
         h = nn.leaky_relu(h, 0.2)
       normed = 0 < i < depth - 1  # neither the outermost layer nor the 1x1 bottleneck is normalised
-      h = nn.Conv(w, (4, 4), strides=(2, 2), padding=_PAD1, use_bias=_bias(self.norm, normed), kernel_init=_INIT,
-                  name=f"down{i}")(h)
+      h = _stride2_conv(h, w, 4, _bias(self.norm, normed), f"down{i}")
       if normed:
         h = _norm(self.norm)(h)
       skips.append(h)
     for block, i in enumerate(reversed(range(depth))):
       h = nn.relu(h if i == depth - 1 else jnp.concatenate([h, skips[i]], axis=-1))
       out = self.out_channels if i == 0 else widths[i - 1]
-      h = nn.ConvTranspose(out, (4, 4), strides=(2, 2), padding="SAME", use_bias=_bias(self.norm, i > 0),
-                           kernel_init=_INIT, name=f"up{i}")(h)
+      h = _up_conv(h, out, 4, _bias(self.norm, i > 0), f"up{i}")
       if i == 0:
         return jnp.tanh(h)
       h = _norm(self.norm)(h)
@@ -156,8 +175,7 @@ class ResnetGenerator(nn.Module):
     for i in range(self.num_blocks or resnet_blocks(x.shape[1])):
       h = ResidualBlock(self.norm, name=f"res{i}")(h)
     for i, w in enumerate((2 * self.width, self.width)):
-      h = nn.ConvTranspose(w, (3, 3), strides=(2, 2), padding="SAME", use_bias=bias, kernel_init=_INIT,
-                           name=f"up{i}")(h)
+      h = _up_conv(h, w, 3, bias, f"up{i}")
       h = nn.relu(_norm(self.norm)(h))
     return jnp.tanh(conv(self.out_channels, 7, 1, "VALID", "c7s1_out", True)(_reflect(h, 3)))
 
@@ -202,8 +220,11 @@ class PatchDiscriminator(nn.Module):
     layers: Sequence[tuple[int, int]] = patch_layers(self.num_layers)
     h = x
     for i, (kernel, stride) in enumerate(layers[:-1]):
-      h = nn.Conv(self.width * min(2 ** i, 8), (kernel, kernel), strides=(stride, stride), padding=_PAD1,
-                  use_bias=_bias(self.norm, i > 0), kernel_init=_INIT, name=f"conv{i}")(h)
+      features, bias = self.width * min(2 ** i, 8), _bias(self.norm, i > 0)
+      if stride == 2:
+        h = _stride2_conv(h, features, kernel, bias, f"conv{i}")
+      else:
+        h = nn.Conv(features, (kernel, kernel), padding=_PAD1, use_bias=bias, kernel_init=_INIT, name=f"conv{i}")(h)
       if i:
         h = _norm(self.norm)(h)
       h = nn.leaky_relu(h, 0.2)
