@@ -19,6 +19,7 @@ from gan_jax.diffusion import objective
 from gan_jax.diffusion import sampling
 from gan_jax.diffusion import schedule as schedule_lib
 from gan_jax.models import kl_autoencoder
+from gan_jax.train import nonfinite
 
 PyTree = Any
 RECONSTRUCTIONS = ("l1", "l2")
@@ -43,21 +44,12 @@ def init_state(params: PyTree, tx: optax.GradientTransformation, key: jax.Array)
                     ema_params=jax.tree.map(jnp.array, params), rng=key)
 
 
-def _keep_if_finite(loss, grads) -> Callable:
-  """(new, old) -> new where `loss` and every gradient are finite, else old (the update is dropped)."""
-  finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-  # One conditional per tree, not a select per leaf: XLA:CPU fuses the all-gradients test into
-  # every leaf's select, which took 43 of a denoiser step's 50 s of compilation (the GAN step's
-  # `guard_nonfinite` found the same).
-  return lambda new, old: jax.lax.cond(finite, lambda: new, lambda: old)
-
-
 def _apply(state: TrainState, grads, loss, tx, ema_decay: float) -> TrainState:
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema_params, params)
   new = (params, opt_state, ema)
-  params, opt_state, ema = _keep_if_finite(loss, grads)(new, (state.params, state.opt_state, state.ema_params))
+  params, opt_state, ema = nonfinite.keep_if_finite(loss, grads)(new, (state.params, state.opt_state, state.ema_params))
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
 
 
@@ -165,7 +157,7 @@ def make_first_stage_step(model, tx: optax.GradientTransformation, cfg: FirstSta
 
     d_loss, d_grads = jax.value_and_grad(critic_loss)(state.critic_params)
     updates, critic_opt_state = critic_tx.update(d_grads, state.critic_opt_state, state.critic_params)
-    critic_params, critic_opt_state = _keep_if_finite(d_loss, d_grads)(
+    critic_params, critic_opt_state = nonfinite.keep_if_finite(d_loss, d_grads)(
         (optax.apply_updates(state.critic_params, updates), critic_opt_state),
         (state.critic_params, state.critic_opt_state))
     state = _apply(state, grads, loss, tx, 0.0).replace(critic_params=critic_params, critic_opt_state=critic_opt_state)

@@ -6,12 +6,15 @@ times the kernel reshaped to [k*k*C_in, C_out]. A transposed convolution is the 
 its zero-dilated input. The gradients are matmuls and the slices' adjoints (pads and adds),
 with no kernel-sized gather or scatter.
 
-On tiny grids this beats both XLA:CPU's convolutions and the dense form (`dense_conv`)
-while the patch tensor is small next to the dense matrix, i.e. at small batches: pix2pix's
-U-Net at batch 8 (2-core CPU, forward+backward): 4x4x256 -> 2x2x512 37.4 ms dense, 1.6 ms
-im2col; 2x2x1024 -> 4x4x256 up-sampling 63.6 ms dense, 11.8 ms im2col. The dense form's cost
-is mostly building its matrix, the same for any batch, and im2col's grows with the batch, so
-`prefers_im2col` takes im2col where the dense matrix is a few times larger than the patch tensor.
+On tiny grids XLA:CPU's own convolutions are slow and the dense form (`dense_conv`) builds a
+[in pixels x C_in, out pixels x C_out] matrix every step; im2col materialises only the patches.
+Measured on the 2-core CPU with YNN fusions off (every entrypoint's default), forward+backward:
+DCGAN-CIFAR10's 5x5 4x4x256 -> 2x2x512 layer 99 ms dense against 34 ms im2col at batch 128, 48
+against 15 ms at batch 32; whole train steps, both forms side by side in one process: pix2pix at
+batch 8 215 -> 161 ms, dcgan_cifar10 at batch 128 653 -> 555 ms. The dense form stays faster
+where its matrix is not larger than the patch tensor (2x2x512 -> 1x1x512 at batch 128: 9.6
+against 22 ms; the 1x1 -> 2x2 transposed layer at batch 128: 9.8 against 52 ms), so
+`prefers_im2col` compares the two sizes.
 """
 from __future__ import annotations
 
@@ -20,13 +23,12 @@ import math
 import jax
 import jax.numpy as jnp
 
-# im2col where dense-matrix elements >= this x patch-tensor elements, measured forward+backward on the
-# 2-core CPU. Convolutions: im2col won from a ratio of about 2 (DCGAN-CIFAR10's 4x4x256 -> 2x2x512
-# 5x5 layer at batch 128, ratio 2.6: 29 ms against 59 ms dense; pix2pix's 4x4 -> 2x2 at batch 8,
-# ratio 64: 1.6 against 37 ms), and the two broke even near 1 (2x2x512 -> 1x1 at batch 128:
-# 10-12 ms either way). A transposed convolution's patches are mostly the dilation's zeros, so it
-# needs twice the ratio: im2col won at 4 (1x1x512 -> 2x2 at batch 8: 3.1 against 4.9 ms) and lost
-# at 1.3 (DCGAN-CIFAR10's 2x2x512 -> 4x4x256 at batch 32: 46 against 38 ms).
+# im2col where dense-matrix elements >= this x patch-tensor elements. Convolutions: im2col won at
+# ratios of 2.6 and more (the DCGAN-CIFAR10 layer above at batches 32-128) and lost at 1 (2x2 -> 1x1 at
+# batch 128); a threshold of 1.25 gave the same dcgan_cifar10 step time as 2. Transposed convolutions
+# (patches mostly the dilation's zeros): alone, the two forms were equal at ratios 4 and 8 (pix2pix's
+# 1x1 -> 2x2 and 2x2 -> 4x4 at batch 8: 7.4 against 7.1 ms, 17.3 against 17.2 ms) and im2col lost
+# below 1 (batch 128: 52 against 9.8 ms, 236 against 167 ms).
 IM2COL_MIN_DENSE_RATIO = 2
 IM2COL_MIN_DENSE_RATIO_TRANSPOSED = 4
 

@@ -39,9 +39,9 @@ from gan_jax.data import imbalance
 from gan_jax.data import sources
 from gan_jax.data import splits
 from gan_jax.train import gan_step
+from gan_jax.train import nonfinite
 from gan_jax.train import loop
 
-NONFINITE_POLICIES = ("error", "skip")
 POSITIVE_FIELDS = ("batch_size", "num_steps", "d_steps", "log_every", "checkpoint_every", "sample_every",
                    "keep_checkpoints", "mapping_layers", "r1_interval", "ada_interval", "ada_kimg")
 # StyleGAN2's fields (mapping network, style mixing, truncation) and the regularisers any family may use
@@ -61,7 +61,6 @@ MIGRATIONS = workdir_lib.Migrations(
     added={"train_classes": "", "g_ema_decay": 0.0, "spectral_norm": False, "reuse_fakes": False,
            "class_balanced": False, "augment": "", **STYLE_DEFAULTS, **PROGAN_DEFAULTS, **sources.SOURCE_DEFAULTS},
     retired=DATA_FIELDS)
-NONFINITE_HINT = "Lower the learning rate, or pass --config.on_nonfinite=skip to skip such updates."
 
 
 def build_gan(config: ml_collections.ConfigDict, image_shape: Sequence[int], num_classes: int,
@@ -88,7 +87,7 @@ def validate_training(config: ml_collections.ConfigDict, image_shape: Sequence[i
   """Checks every training field (model, loss, schedule, options) without touching data or devices."""
   checks.one_of(config.model, models.GAN_MODELS, prefix + "model")
   checks.one_of(config.loss, sorted(losses.ADVERSARIAL_LOSSES), prefix + "loss")
-  checks.one_of(config.on_nonfinite, NONFINITE_POLICIES, prefix + "on_nonfinite")
+  checks.one_of(config.on_nonfinite, nonfinite.POLICIES, prefix + "on_nonfinite")
   checks.all_positive(config, POSITIVE_FIELDS, prefix)
   checks.in_range(config.g_ema_decay, prefix + "g_ema_decay", 0.0, 1.0, high_open=True)
   for field in ("lr_g", "lr_d"):
@@ -261,29 +260,6 @@ def fixed_sample_inputs(gan: models.GAN, seed: int) -> tuple[jax.Array, jax.Arra
   return z, jnp.asarray(labels), rows, cols
 
 
-def health_check(on_nonfinite: str, metric_names: list[str]) -> loop.CheckFn:
-  """The loop's check of GAN states: counts skipped non-finite updates; in 'error' mode names the first one.
-
-  States stacked on a leading member axis (`stacked_gan_loop`) sum their members' skips and
-  name the first member with one.
-  """
-
-  def check(state: gan_step.GANTrainState, scalars: dict | None, step: int):
-    del step
-    health = jax.device_get(state.health)
-    counts = np.asarray(health["nonfinite_steps"])
-    extra = {"nonfinite_skips": int(counts.sum())} if scalars is not None else {}
-    if counts.any() and on_nonfinite == "error":
-      k = () if counts.ndim == 0 else int(np.flatnonzero(counts)[0])
-      bad = ", ".join(gan_step.decode_mask(np.asarray(health["first_bad_mask"])[k], metric_names))
-      member = "" if counts.ndim == 0 else f" of member {k}"
-      return extra, (f"Non-finite {bad} at step {int(np.asarray(health['first_bad_step'])[k])}{member}; "
-                     "the update was not applied")
-    return extra, None
-
-  return check
-
-
 def save_sample_grid(workdir: str, done: int, grid: jax.Array, rows: int, cols: int,
                      output_range: tuple[float, float]) -> None:
   """A run's sample grid after `done` steps: samples/step_<done>.png."""
@@ -345,7 +321,7 @@ def fit_gan(config: ml_collections.ConfigDict, images_: np.ndarray, labels: np.n
       checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints, metrics_dir=workdir,
       images_per_step=config.batch_size * config.d_steps,
       describe=lambda s: f"d_loss={s['d_loss']:.4f} g_loss={s['g_loss']:.4f} {s['images_per_sec']:.0f} img/s",
-      check=health_check(config.on_nonfinite, metric_names), nonfinite_hint=NONFINITE_HINT,
+      check=nonfinite.health_check(config.on_nonfinite, metric_names), nonfinite_hint=nonfinite.HINT,
       periodic=[loop.Periodic(config.sample_every, save_samples)], is_writer=is_writer)
   if result.stopped:
     return {**result.last_record, "stopped_by": result.stopped_by, "stopped_at": result.stopped_at}

@@ -32,6 +32,7 @@ from gan_jax import augment
 from gan_jax import losses
 from gan_jax.models import GAN
 from gan_jax.models import progan
+from gan_jax.train import nonfinite
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
@@ -50,7 +51,7 @@ class GANTrainState:
   g_opt_state: PyTree
   d_opt_state: PyTree
   rng: jax.Array
-  health: dict[str, jax.Array]  # see `guard_nonfinite`
+  health: dict[str, jax.Array]  # see `nonfinite.guard_nonfinite`
   # Exponential moving average of g_params (StepConfig.g_ema_decay > 0), else None; sample grids and generated images use it.
   g_ema_params: PyTree = None
   # Adaptive augmentation (StepConfig.ada_target > 0): p and the sign(D(real)) tally, see `ada.adapt`; else None.
@@ -132,7 +133,7 @@ def init_train_state(gan: GAN, g_tx: optax.GradientTransformation, d_tx: optax.G
       g_opt_state=g_tx.init(g_vars["params"]),
       d_opt_state=d_tx.init(d_vars["params"]),
       rng=run_key,
-      health=initial_health(),
+      health=nonfinite.initial_health(),
       g_ema_params=g_vars["params"] if g_ema else None,
       ada=ada.initial_state() if ada_state else None,
   )
@@ -150,58 +151,6 @@ def sampling_params(state: GANTrainState) -> PyTree:
 def update_ema(ema: PyTree, params: PyTree, decay: float) -> PyTree:
   """ema <- decay * ema + (1 - decay) * params, leaf by leaf."""
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
-
-
-def initial_health() -> dict[str, jax.Array]:
-  """Counters of non-finite steps: how many, the first one, and which metrics went bad there."""
-  return {"nonfinite_steps": jnp.zeros((), jnp.int32), "first_bad_step": jnp.full((), -1, jnp.int32),
-          "first_bad_mask": jnp.zeros((), jnp.int32)}
-
-
-def nonfinite_mask(metrics: Metrics) -> jax.Array:
-  """Bit i set when metric sorted(metrics)[i] is NaN or Inf."""
-  bits = [(~jnp.isfinite(metrics[k])).astype(jnp.int32) << i for i, k in enumerate(sorted(metrics))]
-  return sum(bits, jnp.zeros((), jnp.int32))
-
-
-def decode_mask(mask: int, metric_names) -> list[str]:
-  """Names of the metrics whose bits are set in `mask` (see `nonfinite_mask`, `guard_nonfinite`)."""
-  names = sorted(metric_names) + ["gradients/parameters"]
-  return [k for i, k in enumerate(names) if (int(mask) >> i) & 1]
-
-
-def _tree_all_finite(tree: PyTree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
-
-
-def guard_nonfinite(old: GANTrainState, new: GANTrainState, metrics: Metrics) -> tuple[GANTrainState, Metrics]:
-  """Keeps `old` parameters when the update produced NaN/Inf, and records the event.
-
-  Works for any state with `step` and `health` fields (the GAN and the translation states).
-
-  A NaN loss or gradient makes the new parameters or optimizer moments non-finite;
-  selecting the old values inside the jitted step means no NaN can ever reach the
-  train state (hence no checkpoint), whatever the loop decides to do next.
-  """
-  mask = nonfinite_mask(metrics)
-  # Every float leaf of the new state: parameters, optimizer moments, running statistics, and
-  # whatever a family adds (the translation models' image pools); integer leaves are skipped.
-  ok = (mask == 0) & _tree_all_finite(new)
-  # One conditional over the whole state, not a select per leaf: with the select, XLA:CPU took
-  # 65 of the 80 s compiling a StyleGAN2 step (each select depends on every leaf through `ok`).
-  kept = jax.lax.cond(ok, lambda: new, lambda: old)
-  h = old.health
-  first = h["nonfinite_steps"] == 0
-  health = {
-      "nonfinite_steps": h["nonfinite_steps"] + (~ok).astype(jnp.int32),
-      "first_bad_step": jnp.where(first & ~ok, old.step + 1, h["first_bad_step"]),
-      # Losses finite but gradients were not: the extra bit len(metrics) says so.
-      "first_bad_mask": jnp.where(first & ~ok, jnp.where(mask == 0, 1 << len(metrics), mask),
-                                  h["first_bad_mask"]),
-  }
-  metrics = {**metrics, "nonfinite": (~ok).astype(jnp.float32)}
-  return kept.replace(step=new.step, health=health), metrics
 
 
 def generate(gan: GAN, g_params: PyTree, g_batch_stats: PyTree, z: jax.Array, labels: jax.Array | None,
@@ -400,7 +349,7 @@ def make_train_step(gan: GAN, cfg: StepConfig, g_tx: optax.GradientTransformatio
       state = state.replace(ada=ada.adapt(state.ada, d_metrics["d_real_sign"], images.shape[0] * images.shape[1],
                                           old_state.step, target=cfg.ada_target,
                                           interval=cfg.ada_interval, adjust_images=cfg.ada_kimg * 1000))
-    return guard_nonfinite(old_state, state, {**d_metrics, **g_metrics, **fade})
+    return nonfinite.guard_nonfinite(old_state, state, {**d_metrics, **g_metrics, **fade})
 
   return train_step
 

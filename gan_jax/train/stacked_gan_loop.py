@@ -32,6 +32,7 @@ from gan_jax.data import device_dataset
 from gan_jax.train import gan_loop
 from gan_jax.train import gan_step
 from gan_jax.train import loop
+from gan_jax.train import nonfinite
 
 FINAL_METRICS = "final_metrics.json"
 MEMBER_METRICS = "member_metrics.json"  # in the group folder: every member's last metrics
@@ -126,7 +127,7 @@ def fit_gans_stacked(config: ml_collections.ConfigDict, members: Sequence[Member
       keep_checkpoints=config.keep_checkpoints, metrics_dir=folder,
       images_per_step=config.batch_size * d_steps * k_members,
       describe=lambda s: f"mean d_loss={s['d_loss']:.4f} g_loss={s['g_loss']:.4f} {s['images_per_sec']:.0f} img/s",
-      check=gan_loop.health_check(config.on_nonfinite, metric_names), nonfinite_hint=gan_loop.NONFINITE_HINT,
+      check=nonfinite.health_check(config.on_nonfinite, metric_names), nonfinite_hint=nonfinite.HINT,
       periodic=[loop.Periodic(config.sample_every, save_samples)], is_writer=is_writer)
   if result.stopped:
     return [{**result.last_record, "stopped_by": result.stopped_by, "stopped_at": result.stopped_at}] * k_members

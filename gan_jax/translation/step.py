@@ -31,7 +31,7 @@ import optax
 
 from gan_jax import losses
 from gan_jax.models import translation as nets
-from gan_jax.train import gan_step
+from gan_jax.train import nonfinite
 from gan_jax.translation import augment
 from gan_jax.translation import pool as pool_lib
 
@@ -188,7 +188,7 @@ def init_state(translator: Translator, g_tx: optax.GradientTransformation, d_tx:
   pools = {} if translator.method.paired else {
       c: pool_lib.init_pool(pool_size, (side, side, channels[c])) for c in translator.method.critics}
   return TranslationState(jnp.zeros((), jnp.int32), g_params, d_params, g_tx.init(g_params), d_tx.init(d_params),
-                          run_key, pools, gan_step.initial_health())
+                          run_key, pools, nonfinite.initial_health())
 
 
 def translate(translator: Translator, g_params: PyTree, direction: str, images: jax.Array, train: bool = False,
@@ -274,6 +274,6 @@ def make_train_step(translator: Translator, objective: Objective, g_tx: optax.Gr
     new = state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, g_updates),
                         d_params=optax.apply_updates(state.d_params, d_updates), g_opt_state=g_opt_state,
                         d_opt_state=d_opt_state, pools=pools)
-    return gan_step.guard_nonfinite(state, new, {"g_loss": g_loss, "d_loss": d_loss, **g_metrics, **d_metrics})
+    return nonfinite.guard_nonfinite(state, new, {"g_loss": g_loss, "d_loss": d_loss, **g_metrics, **d_metrics})
 
   return train_step

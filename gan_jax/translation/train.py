@@ -34,8 +34,8 @@ from gan_jax import workdir as workdir_lib
 from gan_jax.data import device_dataset
 from gan_jax.data import sources
 from gan_jax.models import translation as nets
-from gan_jax.train import gan_loop
 from gan_jax.train import loop
+from gan_jax.train import nonfinite
 from gan_jax.translation import data as data_lib
 from gan_jax.translation import quality
 from gan_jax.translation import step as step_lib
@@ -71,7 +71,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   step_lib.get_method(config.method)
   checks.one_of(config.generator, ("",) + step_lib.GENERATORS, "generator")
   checks.one_of(config.loss, sorted(losses.ADVERSARIAL_LOSSES), "loss")
-  checks.one_of(config.on_nonfinite, gan_loop.NONFINITE_POLICIES, "on_nonfinite")
+  checks.one_of(config.on_nonfinite, nonfinite.POLICIES, "on_nonfinite")
   checks.all_positive(config, POSITIVE_FIELDS)
   nets.patch_num_layers(config.patch_size)
   for field in ("lr", "gan_weight"):
@@ -211,7 +211,7 @@ def fit(config: ml_collections.ConfigDict, translator: step_lib.Translator, obje
       checkpoint_dir=fs.join(workdir, "checkpoints"), checkpoint_every=config.checkpoint_every,
       keep_checkpoints=config.keep_checkpoints, metrics_dir=workdir, images_per_step=config.batch_size,
       describe=lambda s: f"g_loss={s['g_loss']:.4f} d_loss={s['d_loss']:.4f} {s['images_per_sec']:.0f} img/s",
-      check=gan_loop.health_check(config.on_nonfinite, metric_names), nonfinite_hint=gan_loop.NONFINITE_HINT,
+      check=nonfinite.health_check(config.on_nonfinite, metric_names), nonfinite_hint=nonfinite.HINT,
       periodic=[loop.Periodic(config.sample_every, save_samples)],
       # Steps queued without limit can starve XLA:CPU's all-reduce rendezvous under many fake
       # devices (a "Termination timeout" abort, seen with the CycleGAN step); one step ahead suffices.

@@ -10,6 +10,7 @@ from PIL import Image
 from experiments.configs import variants
 from gan_jax import metric_writer
 from gan_jax.train import gan_loop
+from gan_jax.train import nonfinite
 
 CONFIGS = ["mlp_gan_mnist", "dcgan_mnist", "cgan_mnist", "acgan_mnist", "wgan_gp_mnist", "dcgan_cifar10"]
 REQUIRED_KEYS = {"step", "d_loss", "g_loss", "d_real", "d_fake", "images_per_sec"}
@@ -179,7 +180,7 @@ def test_health_check_names_the_first_bad_update_and_the_member(stacked):
     health = {"nonfinite_steps": np.array([0, 2, 1]), "first_bad_mask": np.array([0, 0b10, 0b01]),
               "first_bad_step": np.array([0, 7, 3])}
   state = types.SimpleNamespace(health=health)
-  extra, error = gan_loop.health_check("error", names)(state, {}, 9)
+  extra, error = nonfinite.health_check("error", names)(state, {}, 9)
   assert extra == {"nonfinite_skips": 3 if stacked else 2}
   assert error == "Non-finite g_loss at step 7" + (" of member 1" if stacked else "") + "; the update was not applied"
-  assert gan_loop.health_check("skip", names)(state, None, 9) == ({}, None)
+  assert nonfinite.health_check("skip", names)(state, None, 9) == ({}, None)
