@@ -4,7 +4,7 @@ SinGAN pyramid, and at every scale the generator of one image also learns to
 translate the other image into its own patch distribution.
 
 At scale n, with G_A, G_B the scale's (residual) generators and I_A, I_B the real
-images at that scale, training (in `gan_jax.singan.train`) adds to SinGAN's terms
+images at that scale, training (in `gan_jax.singan.scale_step`) adds to SinGAN's terms
 for each image:
   * an adversarial term for the translation: D_B judges G_B(I_A, I_A) (A -> B)
     and D_A judges G_A(I_B, I_B) (B -> A), next to the samples from noise;

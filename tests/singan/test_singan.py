@@ -16,6 +16,7 @@ from PIL import Image
 
 from gan_jax.models import singan as models
 from gan_jax.singan import pyramid
+from gan_jax.singan import scale_step
 from gan_jax.singan import train
 
 
@@ -68,11 +69,11 @@ def test_penalty_of_a_linear_patch_critic_is_known_in_closed_form():
   keys = jax.random.split(jax.random.PRNGKey(0), 3)
   real = jax.random.normal(keys[0], (2, 9, 13, 3))
   fake = jax.random.normal(keys[1], (2, 9, 13, 3))
-  penalty = train.critic_penalty(score_map, real, fake, keys[2])
+  penalty = scale_step.critic_penalty(score_map, real, fake, keys[2])
   np.testing.assert_allclose(penalty, (jnp.linalg.norm(w) - 1.0) ** 2, rtol=1e-5)
   # A critic with unit-norm slope is not penalised.
   unit = lambda x: jnp.sum(x * (w / jnp.linalg.norm(w)), axis=-1, keepdims=True)
-  assert float(train.critic_penalty(unit, real, fake, keys[2])) < 1e-8
+  assert float(scale_step.critic_penalty(unit, real, fake, keys[2])) < 1e-8
 
 
 def test_networks_are_fully_convolutional():
