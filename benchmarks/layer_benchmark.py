@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from benchmarks import step_benchmark as benchmark
 from gan_jax.kernels import dense_conv
+from gan_jax.kernels import im2col
 from gan_jax.kernels import downsample
 from gan_jax.kernels import upsample
 
@@ -69,14 +70,15 @@ def conv_layers(model: str) -> list[ConvLayer]:
   return layers
 
 
-def auto_impl(layer: ConvLayer, backend: str | None = None) -> str:
-  """The formulation the models use for this layer on `backend` (default: this one)."""
+def auto_impl(layer: ConvLayer, backend: str | None = None, batch_size: int = 128) -> str:
+  """The formulation the models use for this layer at `batch_size` on `backend` (default: this one)."""
   module = downsample if layer.direction == "down" else upsample
-  return module.auto_impl((1,) + tuple(layer.in_shape), layer.stride, backend or jax.default_backend())
+  kernel = (layer.kernel_size, layer.kernel_size, layer.in_shape[-1], layer.features)
+  return module.auto_impl((batch_size,) + tuple(layer.in_shape), layer.stride, backend or jax.default_backend(), kernel)
 
 
 def layer_fn(layer: ConvLayer, impl: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-  """y = layer(x, kernel) in the given formulation ('xla', 'phase', 'transpose', 'subpixel' or 'dense')."""
+  """y = layer(x, kernel) in the given formulation ('xla', 'phase', 'transpose', 'subpixel', 'dense' or 'im2col')."""
   stride = layer.stride
   if layer.direction == "down":
     plain = lambda x, w: jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME",
@@ -89,6 +91,11 @@ def layer_fn(layer: ConvLayer, impl: str) -> Callable[[jax.Array, jax.Array], ja
     return lambda x, w: upsample.conv_transpose_subpixel(x, w, stride)
   if impl == "dense":
     return lambda x, w: dense_conv.dense_conv(x, w, plain)
+  if impl == "im2col" and layer.direction == "down":
+    padding = tuple(downsample.same_padding(layer.in_shape[axis], layer.kernel_size, stride) for axis in (0, 1))
+    return lambda x, w: im2col.conv(x, w, stride, padding)
+  if impl == "im2col":
+    return lambda x, w: im2col.conv_transpose(x, w, stride, upsample.same_transpose_padding(layer.kernel_size, stride))
   return plain
 
 
@@ -144,10 +151,10 @@ def run(model: str, batch_size: int = 128, reps: int = 10,
   for layer in conv_layers(model):
     impls = ("xla", "phase") if layer.direction == "down" else (
         ("transpose",) if layer.stride == 1 else ("transpose", "subpixel"))
-    if auto_impl(layer, backend="cpu") == "dense":  # the tiny grids where the CPU models use it
-      impls += ("dense",)
+    if auto_impl(layer, "cpu", batch_size) in ("dense", "im2col"):  # the tiny grids where the CPU models use them
+      impls += ("dense", "im2col")
     row = {**layer.as_dict(), "flops": layer_flops(layer, batch_size),
-           "auto_impl": auto_impl(layer),
+           "auto_impl": auto_impl(layer, batch_size=batch_size),
            "jax": {impl: time_jax_layer(layer, impl, batch_size, reps) for impl in impls}}
     if reference is not None:
       row["torch"] = reference(layer.as_dict(), batch_size, reps)

@@ -66,7 +66,7 @@ def scan_steps(step_fn: Callable, steps_per_call: int) -> Callable:
 
 
 def param_count(state) -> int:
-  """Trainable parameters of a train state (arrays or ShapeDtypeStructs); a diffusion state's EMA copy is not counted."""
+  """Trainable parameters of a train state (arrays or ShapeDtypeStructs); a diffusion EMA copy is not counted."""
   trees = (state.g_params, state.d_params) if hasattr(state, "g_params") else (state.params,)
   return int(sum(math.prod(x.shape) for x in jax.tree.leaves(trees)))
 

@@ -4,10 +4,12 @@ A benchmark model is named after the training config it mirrors (experiments/con
 a test keeps the settings here equal to that config's) and is built from the library's own
 modules, optimisers and step functions, so the benchmark times exactly what training runs. Kinds:
 
-* GAN families (`gan_jax.models.FAMILIES`): `gan_step.make_train_step` with the family's recipe;
-  ProGAN at its last growth phase (the full resolution, faded in), where most of its steps run.
+* GAN families (`gan_jax.models.FAMILIES`): `gan_step.make_train_step` with the family's recipe and
+  the generator's moving average where the config keeps one; ProGAN at its last growth phase (the
+  full resolution, faded in), where most of its steps run.
 * 'classifier': the imbalance benchmark's CNN classifier.
-* 'ddpm': the class-conditioned diffusion U-Net trained on pixels (`diffusion.steps.make_denoiser_step`).
+* 'ddpm' and 'ldm': the class-conditioned diffusion U-Net (`diffusion.steps.make_denoiser_step`) on
+  pixels, or on the latents of a frozen KL autoencoder that encodes every batch (latent diffusion).
 * 'pix2pix' and 'cyclegan': the translation step (`translation.step.make_train_step`) on 32 px
   grayscale digits, the data of their configs.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -31,34 +34,40 @@ from gan_jax.diffusion import schedule as schedule_lib
 from gan_jax.diffusion import steps as diffusion_steps
 from gan_jax.diffusion import train as diffusion_train
 from gan_jax.kernels import upsample
+from gan_jax.models import kl_autoencoder
 from gan_jax.train import classifier_step
 from gan_jax.train import gan_step
 from gan_jax.translation import step as translation_step
 from gan_jax.translation import train as translation_train
 
-# Benchmark model -> (kind: a GAN family, 'classifier', 'ddpm', 'pix2pix' or 'cyclegan'; data set or task).
+# Benchmark model -> (kind: a GAN family, 'classifier', 'ddpm', 'ldm', 'pix2pix' or 'cyclegan'; data set or task).
 # A GAN trains with its family's recipe at the train_gan configs' defaults: width 64, concat conditioning.
 MODELS = {"mlp_gan_mnist": ("mlp_gan", "mnist"), "dcgan_mnist": ("dcgan", "mnist"),
           "dcgan_cifar10": ("dcgan", "cifar10"), "cgan_mnist": ("cgan", "mnist"), "acgan_mnist": ("acgan", "mnist"),
           "wgan_gp_mnist": ("wgan_gp", "mnist"), "stylegan2_mnist": ("stylegan2", "mnist"),
           "stylegan2_cifar10": ("stylegan2", "cifar10"), "progan_mnist": ("progan", "mnist"),
-          "classifier": ("classifier", "mnist"), "ddpm_mnist": ("ddpm", "mnist"),
+          "classifier": ("classifier", "mnist"), "ddpm_mnist": ("ddpm", "mnist"), "ldm_mnist": ("ldm", "mnist"),
           "pix2pix_edges2digits": ("pix2pix", "edges2digits"), "cyclegan_thin2thick": ("cyclegan", "thin2thick")}
 # Where a model's train_gan config departs from _GAN_DEFAULTS (a test keeps them equal). StyleGAN2
 # trains with lazy R1 (every 16 D updates) and style mixing; ADA is left out of the benchmark (an option
-# of small-data training, not of the model). ProGAN's critic has the drift term.
-_MODEL_OVERRIDES = {"stylegan2_mnist": dict(width=32, r1_gamma=0.0002 * 32**2 / 64, r1_interval=16),
-                    "stylegan2_cifar10": dict(width=64, r1_gamma=0.0002 * 32**2 / 64, r1_interval=16),
-                    "progan_mnist": dict(drift_weight=1e-3)}
+# of small-data training, not of the model). ProGAN's critic has the drift term; both keep a moving
+# average of the generator's weights.
+_MODEL_OVERRIDES = {"stylegan2_mnist": dict(width=32, r1_gamma=0.0002 * 32**2 / 64, r1_interval=16, g_ema_decay=0.998),
+                    "stylegan2_cifar10": dict(width=64, r1_gamma=0.0002 * 32**2 / 64, r1_interval=16,
+                                              g_ema_decay=0.998),
+                    "progan_mnist": dict(drift_weight=1e-3, g_ema_decay=0.999)}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # The classifier's optimiser: the usual Adam defaults (the imbalance benchmark's classifier).
 _CLASSIFIER_CONFIG = dict(model="classifier", dataset="mnist", d_steps=1, lr=1e-3, b1=0.9, b2=0.999)
 _GAN_DEFAULTS = dict(width=64, z_dim=0, conditioning="concat", upsample_impl="auto", spectral_norm=False,
                      aux_weight=1.0)
-# The pixel DDPM's U-Net and objective (experiments/configs/diffusion_common.py at its full size).
-_DIFFUSION_CONFIG = dict(model="ddpm", dataset="mnist", widths=(64, 128, 128), blocks_per_level=2, heads=4,
-                         context_dim=64, dropout_rate=0.1, schedule="linear", diffusion_steps=1_000,
-                         prediction="epsilon", label_dropout=0.1, ema_decay=0.999, learning_rate=2e-4)
+# The diffusion U-Net and objective (experiments/configs/diffusion_common.py at its full size); the latent
+# model's denoiser is narrower and sees the frozen first stage's 7x7 latents.
+_DIFFUSION_CONFIG = dict(dataset="mnist", blocks_per_level=2, heads=4, context_dim=64, dropout_rate=0.1,
+                         schedule="linear", diffusion_steps=1_000, prediction="epsilon", label_dropout=0.1,
+                         ema_decay=0.999, learning_rate=2e-4)
+_DIFFUSION_MODELS = {"ddpm": dict(widths=(64, 128, 128)),
+                     "ldm": dict(widths=(64, 128), latent_channels=4, ae_widths=(32, 64))}
 # The translation configs' networks and objective at the papers' widths (experiments/configs/translation_common.py).
 _TRANSLATION_CONFIG = dict(image_size=32, generator="", width_g=64, width_d=64, patch_size=16, dropout_blocks=3,
                            num_blocks=0, l1_weight=100.0, cycle_weight=10.0,
@@ -111,7 +120,7 @@ class Target:
 
 
 def kind(model: str) -> str:
-  """The model's kind: a GAN family name, 'classifier', 'ddpm', 'pix2pix' or 'cyclegan'."""
+  """The model's kind: a GAN family name, 'classifier', 'ddpm', 'ldm', 'pix2pix' or 'cyclegan'."""
   return MODELS[model][0]
 
 
@@ -137,8 +146,8 @@ def load_config(model: str) -> ml_collections.ConfigDict:
   family, data = MODELS[model]
   if family == "classifier":
     return ml_collections.ConfigDict(_CLASSIFIER_CONFIG)
-  if family == "ddpm":
-    return ml_collections.ConfigDict(_DIFFUSION_CONFIG)
+  if family in _DIFFUSION_MODELS:
+    return ml_collections.ConfigDict({"model": family, **_DIFFUSION_CONFIG, **_DIFFUSION_MODELS[family]})
   if family in _TRANSLATION_LOSSES:
     loss, gan_weight = _TRANSLATION_LOSSES[family]
     return ml_collections.ConfigDict({"method": family, "data": data, "dataset": "mnist", **_TRANSLATION_CONFIG,
@@ -172,27 +181,55 @@ def _classifier_target(opts: Options, config, info) -> Target:
                 lambda key: classifier_step.init_classifier_state(model, tx, key, shape), (opts.batch_size,), spec)
 
 
+@flax.struct.dataclass
+class LatentTrainState:
+  """The latent denoiser's train state and the frozen first stage it encodes each batch with."""
+  denoiser: diffusion_steps.TrainState
+  first_stage: dict  # {'params', 'scale'}, passed through unchanged
+
+  @property
+  def params(self):
+    """The trainable parameters: the denoiser's (the first stage is frozen)."""
+    return self.denoiser.params
+
+
 def _diffusion_target(opts: Options, config, info) -> Target:
   shape = tuple(info.image_shape)
-  if opts.width:  # scale every level so that the first has `width` channels
-    config.widths = tuple(w * opts.width // config.widths[0] for w in config.widths)
-  denoiser = diffusion_train.make_denoiser(config, info.num_classes, shape[-1])
+  if opts.width:  # scale every level so that the first has `width` channels (the first stage's likewise)
+    scale = lambda widths: tuple(max(1, w * opts.width // config.widths[0]) for w in widths)
+    if "ae_widths" in config:
+      config.ae_widths = scale(config.ae_widths)
+    config.widths = scale(config.widths)
+  latent = config.model == "ldm"
+  first_stage = kl_autoencoder.KLAutoencoder(shape, config.latent_channels, tuple(config.ae_widths)) if latent else None
+  data_shape = kl_autoencoder.latent_shape(shape, config.latent_channels) if latent else shape
+  denoiser = diffusion_train.make_denoiser(config, info.num_classes, data_shape[-1])
   tx = diffusion_train.denoiser_optimizer(config)
   schedule = schedule_lib.make(config.schedule, config.diffusion_steps)
   cfg = diffusion_steps.DenoiserConfig(config.prediction, config.label_dropout, config.ema_decay)
+  step = diffusion_steps.make_denoiser_step(denoiser, tx, schedule, cfg, info.num_classes,
+                                            diffusion_steps.latent_encoder(first_stage) if latent else None)
 
   def init(key):
-    params_key, run_key = jax.random.split(key)
-    params = denoiser.init(params_key, jnp.zeros((1,) + shape), jnp.zeros((1,), jnp.int32),
+    params_key, run_key, stage_key = jax.random.split(key, 3)
+    params = denoiser.init(params_key, jnp.zeros((1,) + data_shape), jnp.zeros((1,), jnp.int32),
                            jnp.zeros((1,), jnp.int32))["params"]
-    return diffusion_steps.init_state(params, tx, run_key)
+    state = diffusion_steps.init_state(params, tx, run_key)
+    if not latent:
+      return state
+    stage_params = first_stage.init(stage_key, jnp.zeros((1,) + shape), stage_key)["params"]
+    return LatentTrainState(state, {"params": stage_params, "scale": jnp.ones((), jnp.float32)})
 
-  spec = {**_common_spec(opts, "ddpm", config.dataset, shape, info.num_classes, 1), "denoiser": plan(denoiser),
+  def latent_step(state: LatentTrainState, batch):
+    denoiser_state, metrics = step(state.denoiser, batch, state.first_stage)
+    return state.replace(denoiser=denoiser_state), metrics
+
+  spec = {**_common_spec(opts, config.model, config.dataset, shape, info.num_classes, 1), "denoiser": plan(denoiser),
+          "data_shape": list(data_shape), "first_stage": plan(first_stage) if latent else None,
           "schedule": config.schedule, "diffusion_steps": config.diffusion_steps, "prediction": cfg.prediction,
           "label_dropout": cfg.label_dropout, "ema_decay": cfg.ema_decay, "lr": config.learning_rate,
           "compute_dtype": "float32", "output_range": [-1.0, 1.0]}
-  return Target(diffusion_steps.make_denoiser_step(denoiser, tx, schedule, cfg, info.num_classes), init,
-                (opts.batch_size,), spec)
+  return Target(latent_step if latent else step, init, (opts.batch_size,), spec)
 
 
 def _translation_target(opts: Options, config, info) -> Target:
@@ -228,7 +265,11 @@ def _gan_target(opts: Options, config, info) -> Target:
   cfg = gan_step.StepConfig(loss=config.loss, d_steps=config.d_steps, gp_weight=config.gp_weight,
                             aux_weight=config.aux_weight, reuse_fakes=opts.reuse_fakes,
                             r1_gamma=config.get("r1_gamma", 0.0), r1_interval=config.get("r1_interval", 16),
-                            drift_weight=config.get("drift_weight", 0.0))
+                            drift_weight=config.get("drift_weight", 0.0), g_ema_decay=config.get("g_ema_decay", 0.0))
+  if gan.stage is not None:
+    # The last growth phase as training runs it: its fade coefficient computed from the step counter
+    # (1 from the first step on) and the reals blended to match.
+    cfg = dataclasses.replace(cfg, fade_start=0, fade_steps=1)
   g_tx = gan_step.make_optimizer(config.lr_g, config.b1, config.b2)
   d_tx = gan_step.make_optimizer(config.lr_d, config.b1, config.b2)
   # Only the DCGAN-style families take a compute dtype (build_gan ignores it for the others).
@@ -237,6 +278,7 @@ def _gan_target(opts: Options, config, info) -> Target:
           "z_dim": gan.z_dim, "upsample_impl": impl if gan.name != "mlp_gan" else "n/a", "loss": cfg.loss,
           "gp_weight": cfg.gp_weight, "aux_weight": cfg.aux_weight, "reuse_fakes": cfg.reuse_fakes,
           "r1_gamma": cfg.r1_gamma, "r1_interval": cfg.r1_interval, "drift_weight": cfg.drift_weight,
+          "g_ema_decay": cfg.g_ema_decay, "fade": cfg.fade_steps > 0,
           "lr_g": config.lr_g, "lr_d": config.lr_d,
           "b1": config.b1, "b2": config.b2, "conditional": gan.conditional, "d_takes_labels": gan.d_takes_labels,
           "aux_classifier": gan.aux_classifier, "output_range": list(gan.output_range), "compute_dtype": applied,
@@ -249,12 +291,12 @@ def _gan_target(opts: Options, config, info) -> Target:
     without_r1 = gan_step.make_train_step(gan, dataclasses.replace(cfg, r1_gamma=0.0), g_tx, d_tx)
     with_r1 = gan_step.make_train_step(gan, dataclasses.replace(cfg, r1_interval=1), g_tx, d_tx)
     flops_parts = ((without_r1, 1.0 - 1.0 / cfg.r1_interval), (with_r1, 1.0 / cfg.r1_interval))
-  return Target(step_fn, lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, shape),
-                (cfg.d_steps, opts.batch_size), spec, flops_parts)
+  init = lambda key: gan_step.init_train_state(gan, g_tx, d_tx, key, shape, g_ema=cfg.g_ema_decay > 0)
+  return Target(step_fn, init, (cfg.d_steps, opts.batch_size), spec, flops_parts)
 
 
-_BUILDERS = {"classifier": _classifier_target, "ddpm": _diffusion_target, "pix2pix": _translation_target,
-             "cyclegan": _translation_target}
+_BUILDERS = {"classifier": _classifier_target, "ddpm": _diffusion_target, "ldm": _diffusion_target,
+             "pix2pix": _translation_target, "cyclegan": _translation_target}
 
 
 def build_target(opts: Options) -> Target:

@@ -1,4 +1,4 @@
-"""The adversarial losses of gan_jax.losses in PyTorch, for the benchmark's mirrors: (real, fake) -> D loss, fake -> G loss."""
+"""gan_jax.losses' adversarial losses in PyTorch for the mirrors: (real, fake) -> D loss, fake -> G loss."""
 import torch.nn.functional as F
 
 D_LOSSES = {

@@ -7,7 +7,8 @@ the fade of the newest block with `alpha`, the minibatch-stddev layer and projec
 discriminator, and the phase wrappers that crop the network's output to the data's side and
 pad the data back (with -1). As under XLA, which drops them as dead code, the toRGB/fromRGB
 layers of phases older than the previous one hold parameters but are not run. The step is
-torch_reference's GAN step (WGAN-GP with ProGAN's drift term). Initialisation differs.
+torch_reference's GAN step (WGAN-GP with ProGAN's drift term, the reals faded as the phase's
+are, the generator's moving average). Initialisation differs.
 """
 from __future__ import annotations
 
@@ -116,3 +117,21 @@ class PhaseDiscriminator(nn.Module):
       embedding = self.class_embed(F.one_hot(labels, self.num_classes).to(features.dtype))
       logits = logits + (embedding * features).sum(-1) / self.w0 ** 0.5
     return logits, None
+
+
+def fade_reals(images, alpha: float, plan: dict):
+  """gan_jax.models.progan_gan.fade_reals for the discriminator plan's phase: lerp(up2(down2(x_r)), x_r, alpha)."""
+  stage = plan["stage"]
+  if stage == 0:
+    return images
+  side, size = images.shape[-1], _network_size(plan["widths"])
+  pad = size - side
+  x = F.pad(images, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2), value=plan["pad_value"]) if pad else images
+  if size > 4 << stage:
+    x = F.avg_pool2d(x, size // (4 << stage))
+  coarse = _up(F.avg_pool2d(x, 2))
+  blended = coarse + alpha * (x - coarse)
+  if blended.shape[-1] < size:
+    blended = F.interpolate(blended, scale_factor=size // blended.shape[-1], mode="nearest")
+  offset = (size - side) // 2
+  return blended[:, :, offset:offset + side, offset:offset + side]

@@ -10,7 +10,7 @@ then one generator update, Adam with the config's betas, the losses of
 spec['reuse_fakes'] the generator update reuses the last discriminator update's
 fakes, as gan_jax does (and PyTorch's DCGAN example). Initialisation
 differs (it does not affect speed). Not mirrored: gan_jax's non-finite guard
-(an elementwise select over the state, a small share of the step). StyleGAN2, ProGAN,
+(a finiteness test of the new state and one conditional copy of it, a small share of the step). StyleGAN2, ProGAN,
 the diffusion U-Net and the translation networks have their own mirror modules
 (torch_stylegan2, torch_progan, torch_unet, torch_translation).
 
@@ -170,7 +170,7 @@ class CNNClassifier(nn.Module):
 
 # Kinds other than the GANs and the classifier: the module that mirrors them (build_models, make_step,
 # synthetic_batch for the translation pair).
-_MIRRORS = {"ddpm": torch_unet, "pix2pix": torch_translation, "cyclegan": torch_translation}
+_MIRRORS = {"ddpm": torch_unet, "ldm": torch_unet, "pix2pix": torch_translation, "cyclegan": torch_translation}
 
 
 def build_models(spec: dict) -> dict[str, nn.Module]:
@@ -199,7 +199,8 @@ def build_models(spec: dict) -> dict[str, nn.Module]:
 
 
 def param_count(spec: dict) -> int:
-  return sum(p.numel() for m in build_models(spec).values() for p in m.parameters())
+  """Trainable parameters (a latent diffusion model's frozen encoder is not counted, as in JAX)."""
+  return sum(p.numel() for m in build_models(spec).values() for p in m.parameters() if p.requires_grad)
 
 
 def gradient_penalty(critic: Callable, real, fake, labels):
@@ -248,8 +249,13 @@ def make_gan_step(spec: dict, g: Callable, d: Callable, g_params: list, d_params
     return loss
 
   reuse = spec.get("reuse_fakes", False)
+  ema_decay = spec.get("g_ema_decay", 0.0)
+  g_ema = [p.detach().clone() for p in g_params] if ema_decay > 0 else None
+  fade = (lambda x: torch_progan.fade_reals(x, 1.0, spec["discriminator"])) if spec.get("fade") else None
 
   def step(images: list, labels):
+    if fade is not None:  # ProGAN's phase: the reals blended as the generator's output is (alpha 1)
+      images = [fade(x) for x in images]
     last = len(images) - 1
     for k, (real, y) in enumerate(zip(images, labels)):
       noise = torch.randn((real.shape[0], spec["z_dim"]), device=real.device)
@@ -272,6 +278,9 @@ def make_gan_step(spec: dict, g: Callable, d: Callable, g_params: list, d_params
       if spec["aux_classifier"]:
         loss = loss + spec["aux_weight"] * F.cross_entropy(class_logits, y)
     _apply(loss, g_params, g_opt)
+    if g_ema is not None:
+      with torch.no_grad():
+        torch._foreach_lerp_(g_ema, g_params, 1.0 - ema_decay)  # pylint: disable=protected-access
 
   return step
 
@@ -350,7 +359,7 @@ def run_reference(spec: dict, channels_last: bool = False, compile_step: bool = 
     module.to(device=device, memory_format=fmt).train()
   batch = (torch_translation.synthetic_batch if spec["family"] in ("pix2pix", "cyclegan") else synthetic_batch)(
       spec, device, channels_last)
-  result = {"param_count": sum(p.numel() for m in modules.values() for p in m.parameters()),
+  result = {"param_count": sum(p.numel() for m in modules.values() for p in m.parameters() if p.requires_grad),
             "device": str(device), "threads": torch.get_num_threads(), "channels_last": channels_last,
             "autocast_bfloat16": bf16, "torch_version": torch.__version__}
   result["eager"] = _time(_make_step(spec, modules, False, autocast), batch, spec["warmup"], spec["steps"], sync)

@@ -1,5 +1,8 @@
 """PyTorch mirror of gan_jax's class-conditioned diffusion U-Net (gan_jax.models.unet) and its train step.
 
+For the latent model the frozen first stage's encoder (gan_jax.models.kl_autoencoder) encodes
+each batch first, without gradients, as the JAX step does; its decoder plays no part in a step.
+
 Built from the `ConditionalDenoiser` plan with the same layers and parameter count (a test
 checks it): sinusoidal timestep embedding and its two-layer MLP, ResNet blocks of
 GroupNorm-SiLU-conv with the embedding added in between (Flax's GroupNorm epsilon 1e-6),
@@ -9,7 +12,8 @@ tokens on the levels the plan names. The step is `gan_jax.diffusion.steps.make_d
 label dropout to the null token, t ~ U{0..T-1}, x_t from the same schedule (read from
 `gan_jax.diffusion.schedule`), the mean squared error of the epsilon or v target, AdamW
 without weight decay, and the EMA update of the parameters. Not mirrored: the non-finite
-guard (an elementwise select over the state). Initialisation differs (it does not affect speed).
+guard (a finiteness test of the gradients and one conditional copy of the state). Initialisation
+differs (it does not affect speed).
 """
 from __future__ import annotations
 
@@ -141,8 +145,46 @@ class ConditionalDenoiser(nn.Module):
     return self.conv_out(F.silu(self.norm_out(h)))
 
 
+class _AEBlock(nn.Module):
+  """gan_jax.models.kl_autoencoder._Block: GroupNorm-SiLU-conv twice, a 1x1 skip when widths differ."""
+
+  def __init__(self, c_in: int, features: int):
+    super().__init__()
+    self.body = nn.Sequential(nn.GroupNorm(_groups(c_in), c_in, eps=_EPS), nn.SiLU(),
+                              nn.Conv2d(c_in, features, 3, padding=1),
+                              nn.GroupNorm(_groups(features), features, eps=_EPS), nn.SiLU(),
+                              nn.Conv2d(features, features, 3, padding=1))
+    self.skip = nn.Conv2d(c_in, features, 1) if c_in != features else nn.Identity()
+
+  def forward(self, x):
+    return self.skip(x) + self.body(x)
+
+
+class KLEncoder(nn.Module):
+  """gan_jax's KLAutoencoder encoder: images -> (mean, clipped log-variance) of the latent Gaussian."""
+
+  def __init__(self, plan: dict):
+    super().__init__()
+    widths, channels = plan["widths"], plan["image_shape"][2]
+    layers, c = [nn.Conv2d(channels, widths[0], 3, padding=1)], widths[0]
+    for width in widths:  # a stride-2 3x3 convolution after each block ('SAME' shifts the window: equal cost)
+      layers += [_AEBlock(c, width), nn.Conv2d(width, width, 3, stride=2, padding=1)]
+      c = width
+    layers += [_AEBlock(c, c), nn.GroupNorm(_groups(c), c, eps=_EPS), nn.SiLU(),
+               nn.Conv2d(c, 2 * plan["latent_channels"], 3, padding=1)]
+    self.net = nn.Sequential(*layers)
+
+  def forward(self, x):
+    mean, logvar = self.net(x).chunk(2, dim=1)
+    return mean, logvar.clamp(-30.0, 20.0)
+
+
 def build_models(spec: dict) -> dict[str, nn.Module]:
-  return {"model": ConditionalDenoiser(spec["image_shape"][2], spec["denoiser"])}
+  """{'model'} for the pixel DDPM; with the latent model also the first stage's 'encoder', frozen."""
+  modules = {"model": ConditionalDenoiser(spec.get("data_shape", spec["image_shape"])[2], spec["denoiser"])}
+  if spec.get("first_stage"):
+    modules["encoder"] = KLEncoder(spec["first_stage"]).requires_grad_(False)
+  return modules
 
 
 def make_step(spec: dict, calls: dict, modules: dict, autocast):
@@ -151,11 +193,18 @@ def make_step(spec: dict, calls: dict, modules: dict, autocast):
   optimizer = torch.optim.AdamW(params, lr=spec["lr"], weight_decay=0.0)
   ema = [p.detach().clone() for p in params]
   alpha_bars = np.array(schedule_lib.make(spec["schedule"], spec["diffusion_steps"]).alpha_bars)  # a writable copy
+  tables = {}  # the schedule on the batch's device, copied there once
   num_classes, num_steps = spec["num_classes"], spec["diffusion_steps"]
+
+  encoder = calls.get("encoder")
 
   def step(images: list, labels):
     x0, y = images[0], labels[0]
-    ab_table = torch.as_tensor(alpha_bars, device=x0.device)
+    if encoder is not None:  # the frozen first stage: a draw from its latent Gaussian (scale 1 here)
+      with torch.no_grad():
+        mean, logvar = encoder(x0)
+        x0 = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+    ab_table = tables.setdefault(x0.device, torch.as_tensor(alpha_bars, device=x0.device))
     y = torch.where(torch.rand(y.shape, device=y.device) < spec["label_dropout"], num_classes, y)
     t = torch.randint(0, num_steps, y.shape, device=y.device)
     noise = torch.randn_like(x0)

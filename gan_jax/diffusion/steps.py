@@ -176,6 +176,9 @@ def make_first_stage_step(model, tx: optax.GradientTransformation, cfg: FirstSta
   return step if cfg.adversarial else plain_step
 
 
+_DROPOUT_TAG = 0xD0
+
+
 @dataclasses.dataclass(frozen=True)
 class DenoiserConfig:
   """prediction: 'epsilon' or 'v'; label_dropout: share of labels replaced by the null token (guidance)."""
@@ -208,12 +211,15 @@ def make_denoiser_step(denoiser, tx: optax.GradientTransformation, schedule: sch
 
   def step(state: TrainState, batch: dict, first_stage: Any = None):
     drop_key, latent_key, loss_key = jax.random.split(state.step_key(), 3)
+    # Apart from the three draws above, which it leaves as they were before the U-Net's dropout ran.
+    dropout_key = jax.random.fold_in(state.step_key(), _DROPOUT_TAG)
     x0 = batch["image"] if to_latent is None else to_latent(first_stage, batch["image"], latent_key)
     dropped = jax.random.bernoulli(drop_key, cfg.label_dropout, batch["label"].shape)
     labels = jnp.where(dropped, num_classes, batch["label"])
 
     def loss_fn(params):
-      model_fn = lambda x_t, t: denoiser.apply({"params": params}, x_t, t, labels)
+      model_fn = lambda x_t, t: denoiser.apply({"params": params}, x_t, t, labels, train=True,
+                                               rngs={"dropout": dropout_key})
       return objective.denoising_loss(model_fn, schedule, x0, loss_key, cfg.prediction)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)

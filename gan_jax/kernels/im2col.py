@@ -9,12 +9,12 @@ with no kernel-sized gather or scatter.
 On tiny grids XLA:CPU's own convolutions are slow and the dense form (`dense_conv`) builds a
 [in pixels x C_in, out pixels x C_out] matrix every step; im2col materialises only the patches.
 Measured on the 2-core CPU with YNN fusions off (every entrypoint's default), forward+backward:
-DCGAN-CIFAR10's 5x5 4x4x256 -> 2x2x512 layer 99 ms dense against 34 ms im2col at batch 128, 48
-against 15 ms at batch 32; whole train steps, both forms side by side in one process: pix2pix at
-batch 8 215 -> 161 ms, dcgan_cifar10 at batch 128 653 -> 555 ms. The dense form stays faster
-where its matrix is not larger than the patch tensor (2x2x512 -> 1x1x512 at batch 128: 9.6
-against 22 ms; the 1x1 -> 2x2 transposed layer at batch 128: 9.8 against 52 ms), so
-`prefers_im2col` compares the two sizes.
+DCGAN-CIFAR10's 4x4x256 -> 2x2x512 discriminator layer 99 ms dense against 26 ms im2col at batch
+128, 52 against 11 ms at batch 32; its 2x2x512 -> 4x4x256 up-sampling 95 against 65 ms at batch
+64; whole train steps, both forms side by side in one process: pix2pix at batch 8 215 -> 161 ms,
+dcgan_cifar10 at batch 128 653 -> 555 ms. The dense form stays faster where its matrix is smaller
+than the patch tensor (2x2x512 -> 1x1x512 at batch 128: 9.6 against 22 ms; the up-sampling above
+at batch 128: 98 against 127 ms), so `prefers_im2col` compares the two sizes.
 """
 from __future__ import annotations
 
@@ -23,14 +23,13 @@ import math
 import jax
 import jax.numpy as jnp
 
-# im2col where dense-matrix elements >= this x patch-tensor elements. Convolutions: im2col won at
-# ratios of 2.6 and more (the DCGAN-CIFAR10 layer above at batches 32-128) and lost at 1 (2x2 -> 1x1 at
-# batch 128); a threshold of 1.25 gave the same dcgan_cifar10 step time as 2. Transposed convolutions
-# (patches mostly the dilation's zeros): alone, the two forms were equal at ratios 4 and 8 (pix2pix's
-# 1x1 -> 2x2 and 2x2 -> 4x4 at batch 8: 7.4 against 7.1 ms, 17.3 against 17.2 ms) and im2col lost
-# below 1 (batch 128: 52 against 9.8 ms, 236 against 167 ms).
+# im2col where dense-matrix elements >= this x patch-tensor elements. Convolutions: im2col won at ratios
+# of 2 and more (the DCGAN-CIFAR10 layer above at batches 32-256, 117 against 54 ms at 256) and lost at 1
+# (2x2 -> 1x1 at batch 128). Transposed convolutions: im2col won at ratios of 1 and 2 (DCGAN-CIFAR10's
+# up-sampling at batches 64 and 32: 65 against 95 ms, 35 against 46 ms), tied at 4 and 8 (pix2pix's
+# 1x1 -> 2x2 and 2x2 -> 4x4 at batch 8) and lost at 0.5 and below (batch 128: 127 against 98 ms).
 IM2COL_MIN_DENSE_RATIO = 2
-IM2COL_MIN_DENSE_RATIO_TRANSPOSED = 4
+IM2COL_MIN_DENSE_RATIO_TRANSPOSED = 1
 
 
 def patch_elements(batch: int, out_hw: tuple[int, int], kernel_shape: tuple[int, ...]) -> int:

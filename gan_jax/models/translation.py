@@ -58,8 +58,9 @@ def _stride2_conv(x: jax.Array, features: int, kernel: int, use_bias: bool, name
   """A stride-2 convolution padded by 1 on each side, with `flax.linen.Conv`'s parameters.
 
   Where that padding is 'SAME' (a 4x4 kernel on even sides) it runs as `downsample.StridedConv`,
-  which on CPU takes the phase-decomposed input gradient on large grids and one matmul on tiny
-  ones (XLA:CPU's own forms were the larger part of a pix2pix step); elsewhere as `nn.Conv`.
+  as the DCGAN discriminators do: the phase-decomposed input gradient for outputs of 7 px and more
+  (on every backend), and on CPU one matmul on tiny grids (XLA:CPU's own forms were the larger part
+  of a pix2pix step; on GPU only the DCGAN layers were measured); elsewhere as `nn.Conv`.
   """
   if kernel == 4 and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0:
     return downsample.StridedConv(features, kernel, 2, use_bias=use_bias, kernel_init=_INIT, name=name)(x)

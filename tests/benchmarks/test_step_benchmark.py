@@ -1,4 +1,5 @@
 """The benchmark library, the PyTorch reference, multi-step calls and the entrypoint (tiny settings)."""
+import dataclasses
 import functools
 import importlib
 import json
@@ -22,10 +23,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 TINY = dict(batch_size=16, steps=2, warmup=1, width=8, peak_size=128, data_examples=256, data_batches=3,
             compiler_options=FAST_COMPILE)
-WITH_TORCH = ("dcgan_mnist", "wgan_gp_mnist", "stylegan2_mnist", "progan_mnist", "ddpm_mnist", "pix2pix_edges2digits",
+WITH_TORCH = ("dcgan_mnist", "wgan_gp_mnist", "stylegan2_mnist", "progan_mnist", "ldm_mnist", "pix2pix_edges2digits",
               "cyclegan_thin2thick")
 # The models whose steps are not gan_step's (or are, with a mirror of their own): each runs on both sides.
-OTHER_KINDS = ("progan_mnist", "ddpm_mnist", "pix2pix_edges2digits", "cyclegan_thin2thick")
+OTHER_KINDS = ("progan_mnist", "ddpm_mnist", "ldm_mnist", "pix2pix_edges2digits", "cyclegan_thin2thick")
 REQUIRED_KEYS = {
     "model", "batch_size", "d_steps", "steps_per_call", "dtype", "threads", "xla_cpu_threads", "compile_time_s",
     "step_time_median_s", "step_time_min_s", "step_time_max_s", "images_per_sec", "images_per_sec_definition",
@@ -56,7 +57,7 @@ def check_result(result, with_torch):
   if parts is None:
     # The step has no loops, so the pre-optimisation count matches XLA's compiled CPU count (the
     # compiled U-Net step counts 9 % more: operations that fusion duplicates).
-    rel = 0.1 if result["spec"]["family"] == "ddpm" else 0.05
+    rel = 0.1 if result["spec"]["family"] in ("ddpm", "ldm") else 0.05
     assert result["flops_per_step"] == pytest.approx(result["xla_flops_per_call_compiled"], rel=rel)
   else:
     # Lazy R1: the mean of a step without R1 and one with it, weighted 15:1; the compiled step
@@ -83,7 +84,9 @@ def check_result(result, with_torch):
 # dcgan_mnist runs through the entrypoint below (test_entrypoint_writes_json_with_machine_description);
 # cgan and acgan share its step and are matched to their PyTorch mirrors by parameter count; dcgan_cifar10
 # is dcgan_mnist's step at 32 px (its training runs in tests/train/test_gan_loop.py).
-@pytest.mark.parametrize("model", ["mlp_gan_mnist", "wgan_gp_mnist", "stylegan2_mnist", "classifier", *OTHER_KINDS])
+# ddpm_mnist runs the latent model's step without its encoder; both mirrors' shapes are checked below.
+@pytest.mark.parametrize("model", ["mlp_gan_mnist", "wgan_gp_mnist", "stylegan2_mnist", "classifier", "progan_mnist",
+                                   "ldm_mnist", "pix2pix_edges2digits", "cyclegan_thin2thick"])
 def test_every_model_reports_sane_figures(model):
   reference = None
   if model in WITH_TORCH:
@@ -139,13 +142,26 @@ def test_torch_mirrors_produce_the_flax_output_shapes(model):
     labels = torch.as_tensor(batch["label"]).long()
     assert to_nhwc(shape(modules["g"](torch.zeros(4, spec["z_dim"]), labels))) == images.shape
     assert shape(modules["d"](nchw(batch["image"]), labels)[0]) == logits.shape
-  elif spec["family"] == "ddpm":
-    config.widths = (8, 16, 16)
-    denoiser = benchmark.step_targets.diffusion_train.make_denoiser(config, 10, 1)
+    # The reals' fade-in, values: mid-fade, as the JAX step computes it for the phase.
+    from benchmarks import torch_progan  # pylint: disable=g-import-not-at-top
+    expected = gan.fade_reals(batch["image"], 0.3)
+    got = torch_progan.fade_reals(nchw(batch["image"]), 0.3, spec["discriminator"]).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+  elif spec["family"] in ("ddpm", "ldm"):
+    x = batch["image"]
+    if spec["family"] == "ldm":  # the frozen encoder's latents, 7x7x4
+      first_stage = benchmark.step_targets.kl_autoencoder.KLAutoencoder(tuple(spec["image_shape"]), 4, (4, 8))
+      mean, _ = jax.eval_shape(lambda p: first_stage.apply({"params": p}, x, method=first_stage.encode),
+                               state.first_stage["params"])
+      torch_mean, _ = modules["encoder"](nchw(x))
+      assert mean.shape == (4, 7, 7, 4) and to_nhwc(shape(torch_mean)) == mean.shape
+      x = np.zeros(mean.shape, np.float32)
+    config.widths = tuple(spec["denoiser"]["widths"])
+    denoiser = benchmark.step_targets.diffusion_train.make_denoiser(config, 10, x.shape[-1])
     t = np.zeros((4,), np.int32)
-    out = jax.eval_shape(lambda p: denoiser.apply({"params": p}, batch["image"], t, batch["label"]), state.params)
-    got = modules["model"](nchw(batch["image"]), torch.as_tensor(t).long(), torch.as_tensor(batch["label"]).long())
-    assert out.shape == batch["image"].shape and to_nhwc(shape(got)) == out.shape
+    out = jax.eval_shape(lambda p: denoiser.apply({"params": p}, x, t, batch["label"]), state.params)
+    got = modules["model"](nchw(x), torch.as_tensor(t).long(), torch.as_tensor(batch["label"]).long())
+    assert out.shape == x.shape and to_nhwc(shape(got)) == out.shape
   else:
     config.width_g = config.width_d = 8
     translator = benchmark.step_targets.translation_train.build_translator(config, config.method, 32, (1, 1))
@@ -214,6 +230,15 @@ def test_benchmark_models_train_as_their_configs(model):
   config = benchmark.load_config(model)
   trained = importlib.import_module(f"experiments.configs.{model}").get_config()
   assert {k: config[k] for k in config} == {k: trained[k] for k in config}
+  if benchmark.step_targets.kind(model) in benchmark.step_targets.models.FAMILIES:
+    # Every setting of the GAN step that the training config has, but the options the benchmark leaves
+    # out on purpose (augmentation and ADA: small-data options; reuse_fakes: a benchmark option).
+    from gan_jax.train import gan_step  # pylint: disable=g-import-not-at-top
+    left_out = {"augment", "reuse_fakes", "fade_start", "fade_steps"} | {k for k in trained if k.startswith("ada_")}
+    defaults = {f.name: f.default for f in dataclasses.fields(gan_step.StepConfig)}
+    step_fields = set(defaults) & set(trained) - left_out
+    # What the benchmark's step uses (its config's value or the step's default) is what training uses.
+    assert {k: config.get(k, defaults[k]) for k in step_fields} == {k: trained[k] for k in step_fields}
 
 
 def stack(batches):

@@ -187,3 +187,39 @@ def test_latent_denoiser_step_takes_the_first_stage_as_an_argument_and_compiles_
   key = jax.random.PRNGKey(3)
   doubled = encode({**first_stages[0], "scale": jnp.float32(2.0)}, images, key)
   chex.assert_trees_all_close(doubled, 2.0 * encode(first_stages[0], images, key), rtol=1e-6)
+
+
+def _tiny_denoiser_step(dropout_rate):
+  import optax  # pylint: disable=g-import-not-at-top
+  from gan_jax.diffusion import steps  # pylint: disable=g-import-not-at-top
+  from gan_jax.models import unet  # pylint: disable=g-import-not-at-top
+  denoiser = unet.ConditionalDenoiser(num_classes=3, out_channels=1, widths=(8,), heads=2, context_dim=4,
+                                      dropout_rate=dropout_rate)
+  tx = optax.adam(1e-3)
+  params = denoiser.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32),
+                         jnp.zeros((1,), jnp.int32))["params"]
+  # Away from the zero-initialised output layers, so that the prediction depends on every block.
+  leaves, treedef = jax.tree.flatten(params)
+  params = treedef.unflatten([p + 0.1 * jax.random.normal(jax.random.PRNGKey(i), p.shape) for i, p in enumerate(leaves)])
+  step = jax.jit(steps.make_denoiser_step(denoiser, tx, schedule_lib.linear(20), steps.DenoiserConfig(), 3))
+  return step, steps.init_state(params, tx, jax.random.PRNGKey(2))
+
+
+def test_the_denoiser_trains_with_its_configured_dropout():
+  batch = {"image": jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1), minval=-1, maxval=1),
+           "label": jnp.arange(4) % 3}
+  losses = {}
+  for rate in (0.0, 0.5):
+    step, state = _tiny_denoiser_step(rate)
+    losses[rate] = float(step(state, batch)[1]["loss"])
+  assert losses[0.0] != losses[0.5]  # the same state, batch and draws: only the dropout differs
+
+
+def test_a_nonfinite_update_is_dropped_and_the_step_still_counts():
+  step, state = _tiny_denoiser_step(0.0)
+  batch = {"image": jnp.full((4, 8, 8, 1), jnp.nan), "label": jnp.arange(4) % 3}
+  new, metrics = step(state, batch)
+  assert not np.isfinite(float(metrics["loss"]))
+  chex.assert_trees_all_equal((new.params, new.opt_state, new.ema_params),
+                              (state.params, state.opt_state, state.ema_params))
+  assert int(new.step) == int(state.step) + 1

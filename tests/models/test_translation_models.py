@@ -1,5 +1,6 @@
 """pix2pix's U-Net, CycleGAN's ResNet generator and the PatchGAN: sizes, receptive field, dropout."""
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,3 +80,46 @@ def test_unet_dropout_is_the_noise_source_in_training_only():
   no_dropout = nets.UNetGenerator(1, width=4, dropout_blocks=0)
   chex.assert_trees_all_close(no_dropout.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)}),
                               model.apply(variables, x), atol=1e-6)
+
+
+class _Layer(nn.Module):
+  """One of the translation networks' stride-2 layers, as they build it, under a fixed name."""
+  kind: str
+  kernel: int
+
+  @nn.compact
+  def __call__(self, x):
+    if self.kind == "down":
+      return nets._stride2_conv(x, 6, self.kernel, False, "layer")  # pylint: disable=protected-access
+    return nets._up_conv(x, 6, self.kernel, False, "layer")  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("kind, kernel, side", [("down", 4, 8), ("down", 4, 4), ("down", 4, 2), ("down", 4, 7),
+                                                ("down", 3, 8), ("up", 4, 1), ("up", 4, 2), ("up", 4, 4),
+                                                ("up", 3, 4)])
+def test_stride2_layers_equal_the_flax_layers_they_replace(kind, kernel, side):
+  """Same parameters (names, shapes, N(0, 0.02) draws), outputs and gradients as nn.Conv / nn.ConvTranspose."""
+  init = nn.initializers.normal(0.02)
+  if kind == "down":
+    flax_layer = nn.Conv(6, (kernel, kernel), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=False,
+                         kernel_init=init, name="layer")
+  else:
+    flax_layer = nn.ConvTranspose(6, (kernel, kernel), strides=(2, 2), padding="SAME", use_bias=False,
+                                  kernel_init=init, name="layer")
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, side, side, 5))
+  ours, theirs = _Layer(kind, kernel), _Wrap(flax_layer)
+  params = ours.init(jax.random.PRNGKey(1), x)
+  chex.assert_trees_all_equal(params, theirs.init(jax.random.PRNGKey(1), x))
+  target = jax.random.normal(jax.random.PRNGKey(2), jax.eval_shape(theirs.apply, params, x).shape)
+  loss = lambda module: lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)) * target)
+  np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(jax.grad(loss(ours), argnums=(0, 1))(params, x),
+                              jax.grad(loss(theirs), argnums=(0, 1))(params, x), rtol=1e-4, atol=1e-6)
+
+
+class _Wrap(nn.Module):
+  layer: nn.Module
+
+  @nn.compact
+  def __call__(self, x):
+    return self.layer(x)
