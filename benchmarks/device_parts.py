@@ -24,7 +24,7 @@ from gan_jax import fs
 _BF16_MODELS = ("dcgan_mnist", "dcgan_cifar10", "cgan_mnist", "acgan_mnist", "wgan_gp_mnist")
 # The sweep's largest batch for models whose activations are MBs per image (a U-Net or ResNet at full
 # resolution on every layer): 4096 would need over 100 GB; 512 already fills the device.
-_SWEEP_BATCH_CAP = {"ddpm_mnist": 512, "pix2pix_edges2digits": 512, "cyclegan_thin2thick": 512}
+_SWEEP_BATCH_CAP = {"ddpm_mnist": 512, "ldm_mnist": 512, "pix2pix_edges2digits": 512, "cyclegan_thin2thick": 512}
 
 
 @dataclasses.dataclass(frozen=True)
