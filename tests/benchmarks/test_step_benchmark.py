@@ -56,8 +56,8 @@ def check_result(result, with_torch):
   parts = result["flops_per_step_parts"]
   if parts is None:
     # The step has no loops, so the pre-optimisation count matches XLA's compiled CPU count (the
-    # compiled U-Net step counts 9 % more: operations that fusion duplicates).
-    rel = 0.1 if result["spec"]["family"] in ("ddpm", "ldm") else 0.05
+    # compiled U-Net steps count 9-11 % more: operations that fusion duplicates, the dropout masks' bits).
+    rel = 0.15 if result["spec"]["family"] in ("ddpm", "ldm") else 0.05
     assert result["flops_per_step"] == pytest.approx(result["xla_flops_per_call_compiled"], rel=rel)
   else:
     # Lazy R1: the mean of a step without R1 and one with it, weighted 15:1; the compiled step
