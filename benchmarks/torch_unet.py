@@ -25,16 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_jax.diffusion import schedule as schedule_lib
+from gan_jax.models import unet
 
 _EPS = 1e-6  # Flax's GroupNorm and LayerNorm epsilon
-
-
-def _groups(channels: int) -> int:
-  """gan_jax.models.unet._groups: the largest of 32, 16, ... dividing `channels` with >= 4 per group."""
-  groups = 32
-  while groups > 1 and (channels % groups or channels // groups < 4):
-    groups //= 2
-  return groups
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
@@ -48,9 +41,10 @@ class ResBlock(nn.Module):
 
   def __init__(self, c_in: int, features: int, temb_dim: int, dropout_rate: float):
     super().__init__()
-    self.norm0, self.conv0 = nn.GroupNorm(_groups(c_in), c_in, eps=_EPS), nn.Conv2d(c_in, features, 3, padding=1)
+    self.norm0 = nn.GroupNorm(unet.norm_groups(c_in), c_in, eps=_EPS)
+    self.conv0 = nn.Conv2d(c_in, features, 3, padding=1)
     self.temb = nn.Linear(temb_dim, features)
-    self.norm1 = nn.GroupNorm(_groups(features), features, eps=_EPS)
+    self.norm1 = nn.GroupNorm(unet.norm_groups(features), features, eps=_EPS)
     self.dropout = nn.Dropout(dropout_rate)
     self.conv1 = nn.Conv2d(features, features, 3, padding=1)
     self.skip = nn.Conv2d(c_in, features, 1) if c_in != features else None
@@ -120,7 +114,7 @@ class ConditionalDenoiser(nn.Module):
         stage["upsample"] = nn.Conv2d(c, widths[level - 1], 3, padding=1)
         c = widths[level - 1]
       self.up.append(stage)
-    self.norm_out = nn.GroupNorm(_groups(c), c, eps=_EPS)
+    self.norm_out = nn.GroupNorm(unet.norm_groups(c), c, eps=_EPS)
     self.conv_out = nn.Conv2d(c, plan["out_channels"], 3, padding=1)
 
   def forward(self, x, t, labels):
@@ -150,9 +144,9 @@ class _AEBlock(nn.Module):
 
   def __init__(self, c_in: int, features: int):
     super().__init__()
-    self.body = nn.Sequential(nn.GroupNorm(_groups(c_in), c_in, eps=_EPS), nn.SiLU(),
+    self.body = nn.Sequential(nn.GroupNorm(unet.norm_groups(c_in), c_in, eps=_EPS), nn.SiLU(),
                               nn.Conv2d(c_in, features, 3, padding=1),
-                              nn.GroupNorm(_groups(features), features, eps=_EPS), nn.SiLU(),
+                              nn.GroupNorm(unet.norm_groups(features), features, eps=_EPS), nn.SiLU(),
                               nn.Conv2d(features, features, 3, padding=1))
     self.skip = nn.Conv2d(c_in, features, 1) if c_in != features else nn.Identity()
 
@@ -170,7 +164,7 @@ class KLEncoder(nn.Module):
     for width in widths:  # a stride-2 3x3 convolution after each block ('SAME' shifts the window: equal cost)
       layers += [_AEBlock(c, width), nn.Conv2d(width, width, 3, stride=2, padding=1)]
       c = width
-    layers += [_AEBlock(c, c), nn.GroupNorm(_groups(c), c, eps=_EPS), nn.SiLU(),
+    layers += [_AEBlock(c, c), nn.GroupNorm(unet.norm_groups(c), c, eps=_EPS), nn.SiLU(),
                nn.Conv2d(c, 2 * plan["latent_channels"], 3, padding=1)]
     self.net = nn.Sequential(*layers)
 

@@ -24,8 +24,8 @@ class _Block(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    h = nn.Conv(self.features, (3, 3))(nn.silu(nn.GroupNorm(unet._groups(x.shape[-1]))(x)))  # pylint: disable=protected-access
-    h = nn.Conv(self.features, (3, 3))(nn.silu(nn.GroupNorm(unet._groups(self.features))(h)))  # pylint: disable=protected-access
+    h = nn.Conv(self.features, (3, 3))(nn.silu(nn.GroupNorm(unet.norm_groups(x.shape[-1]))(x)))
+    h = nn.Conv(self.features, (3, 3))(nn.silu(nn.GroupNorm(unet.norm_groups(self.features))(h)))
     skip = x if x.shape[-1] == self.features else nn.Conv(self.features, (1, 1))(x)
     return skip + h
 
@@ -39,7 +39,7 @@ class Encoder(nn.Module):
     h = nn.Conv(self.widths[0], (3, 3))(x)
     for width in self.widths:
       h = nn.Conv(width, (3, 3), strides=(2, 2))(_Block(width)(h))
-    h = nn.silu(nn.GroupNorm(unet._groups(h.shape[-1]))(_Block(self.widths[-1])(h)))  # pylint: disable=protected-access
+    h = nn.silu(nn.GroupNorm(unet.norm_groups(h.shape[-1]))(_Block(self.widths[-1])(h)))
     moments = nn.Conv(2 * self.latent_channels, (3, 3))(h)
     mean, logvar = jnp.split(moments, 2, axis=-1)
     return mean, jnp.clip(logvar, -30.0, 20.0)
@@ -58,7 +58,7 @@ class Decoder(nn.Module):
     for width, size in zip(reversed(self.widths), reversed(sizes)):
       h = jax.image.resize(h, (h.shape[0],) + size + (h.shape[-1],), "nearest")
       h = _Block(width)(nn.Conv(width, (3, 3))(h))
-    h = nn.silu(nn.GroupNorm(unet._groups(h.shape[-1]))(h))  # pylint: disable=protected-access
+    h = nn.silu(nn.GroupNorm(unet.norm_groups(h.shape[-1]))(h))
     return nn.Conv(self.image_shape[-1], (3, 3))(h)
 
 

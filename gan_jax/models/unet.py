@@ -35,7 +35,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
   return jnp.einsum("bhnm,bmhd->bnhd", weights, v)
 
 
-def _groups(channels: int) -> int:
+def norm_groups(channels: int) -> int:
   """GroupNorm's group count: the largest of 32, 16, 8, ... that divides `channels` with >= 4 channels per group.
 
   One channel per group would be instance norm, which removes the per-channel timestep offset
@@ -54,9 +54,9 @@ class ResBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, temb, train: bool = False):
-    h = nn.Conv(self.features, (3, 3))(nn.silu(nn.GroupNorm(_groups(x.shape[-1]))(x)))
+    h = nn.Conv(self.features, (3, 3))(nn.silu(nn.GroupNorm(norm_groups(x.shape[-1]))(x)))
     h = h + nn.Dense(self.features)(nn.silu(temb))[:, None, None, :]
-    h = nn.silu(nn.GroupNorm(_groups(self.features))(h))
+    h = nn.silu(nn.GroupNorm(norm_groups(self.features))(h))
     h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
     h = nn.Conv(self.features, (3, 3), kernel_init=nn.initializers.zeros)(h)  # each block starts as identity
     skip = x if x.shape[-1] == self.features else nn.Conv(self.features, (1, 1))(x)
@@ -144,7 +144,7 @@ class UNet(nn.Module):
         target = skips[-1].shape
         h = jax.image.resize(h, (h.shape[0], target[1], target[2], h.shape[-1]), "nearest")
         h = nn.Conv(self.widths[level - 1], (3, 3))(h)
-    h = nn.silu(nn.GroupNorm(_groups(h.shape[-1]))(h))
+    h = nn.silu(nn.GroupNorm(norm_groups(h.shape[-1]))(h))
     return nn.Conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros)(h)
 
 

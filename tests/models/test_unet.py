@@ -76,7 +76,7 @@ def test_the_label_and_the_timestep_change_a_trained_looking_prediction():
 
 @pytest.mark.parametrize("channels, groups", [(256, 32), (64, 16), (16, 4), (12, 2), (3, 1)])
 def test_group_norm_keeps_at_least_four_channels_per_group(channels, groups):
-  assert unet._groups(channels) == groups  # pylint: disable=protected-access
+  assert unet.norm_groups(channels) == groups
 
 
 def test_heads_must_divide_the_channels():
