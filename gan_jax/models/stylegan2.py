@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gan_jax.kernels import canonical_conv
+
 LEAKY_SLOPE = 0.2
 
 
@@ -41,8 +43,9 @@ class EqualizedConv(nn.Module):
   def __call__(self, x):
     k, c = self.kernel_size, x.shape[-1]
     weight = self.param("kernel", nn.initializers.normal(1.0), (k, k, c, self.features))
-    y = jax.lax.conv_general_dilated(x, weight / math.sqrt(k * k * c), (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    # The lazy R1 penalty differentiates this layer twice inside a lax.cond branch: canonical_conv keeps
+    # those gradient convolutions library calls on XLA:CPU.
+    y = canonical_conv.conv(x, weight / math.sqrt(k * k * c))
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,))
     return y
