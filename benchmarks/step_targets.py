@@ -109,8 +109,8 @@ class Target:
     init_fn: `init(key) -> state`.
     batch_lead: leading batch shape of one step ([d_steps, B] for GANs, [1, B] for translation, [B] otherwise).
     spec: JSON-able description of the model and step (what the PyTorch reference mirrors).
-    flops_parts: `((step_fn, weight), ...)` whose weighted FLOP counts make the mean step
-      when steps differ (lazy R1 runs on one step in `r1_interval`); None: `step_fn` alone.
+    flops_parts: `((step_fn, weight), ...)` whose weighted FLOP counts and step times make the
+      mean step when steps differ (lazy R1 runs on one step in `r1_interval`); None: `step_fn` alone.
   """
   step_fn: Callable
   init_fn: Callable
@@ -211,10 +211,8 @@ def _diffusion_target(opts: Options, config, info) -> Target:
                                             diffusion_steps.latent_encoder(first_stage) if latent else None)
 
   def init(key):
-    params_key, run_key, stage_key = jax.random.split(key, 3)
-    params = denoiser.init(params_key, jnp.zeros((1,) + data_shape), jnp.zeros((1,), jnp.int32),
-                           jnp.zeros((1,), jnp.int32))["params"]
-    state = diffusion_steps.init_state(params, tx, run_key)
+    params_key, stage_key = jax.random.split(key)
+    state = diffusion_train.init_denoiser_state(denoiser, tx, data_shape, params_key)
     if not latent:
       return state
     stage_params = first_stage.init(stage_key, jnp.zeros((1,) + shape), stage_key)["params"]

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from flax import linen as nn
 from jax.experimental import multihost_utils
 
 from gan_jax import batching
@@ -162,11 +163,30 @@ def _first_stage_init(programs: Programs, seed: int):
                                      critic_opt_state=programs.critic_tx.init(critic_params))
 
 
+def init_denoiser_state(denoiser: nn.Module, tx: optax.GradientTransformation, data_shape: tuple[int, ...],
+                        key: jax.Array) -> steps.TrainState:
+  """A fresh denoiser train state: parameters drawn from `key`, the step's RNG from fold_in(key, 4)."""
+  params = denoiser.init(key, jnp.zeros((1,) + tuple(data_shape)), jnp.zeros((1,), jnp.int32),
+                         jnp.zeros((1,), jnp.int32))["params"]
+  return steps.init_state(params, tx, jax.random.fold_in(key, 4))
+
+
 def _denoiser_init(programs: Programs, seed: int):
-  key = jax.random.fold_in(jax.random.PRNGKey(seed), 3)
-  params = programs.denoiser.init(key, jnp.zeros((1,) + programs.data_shape), jnp.zeros((1,), jnp.int32),
-                                  jnp.zeros((1,), jnp.int32))["params"]
-  return steps.init_state(params, programs.tx, jax.random.fold_in(key, 4))
+  return init_denoiser_state(programs.denoiser, programs.tx, programs.data_shape,
+                             jax.random.fold_in(jax.random.PRNGKey(seed), 3))
+
+
+def _first_stage_step(programs: Programs, mesh) -> Callable[[int], Callable]:
+  """step number -> the jitted first-stage step to run at it (with a critic: its phase, chosen on the host)."""
+  cfg = programs.first_stage_cfg
+  if not cfg.adversarial:
+    plain = parallel.data_parallel_jit(steps.make_first_stage_step(programs.first_stage, programs.ae_tx, cfg), mesh)
+    return lambda step: plain
+  phases = steps.make_first_stage_phases(programs.first_stage, programs.ae_tx, cfg, programs.critic,
+                                         programs.critic_tx)
+  jitted = steps.FirstStagePhases(parallel.data_parallel_jit(phases.before_start, mesh),
+                                  parallel.data_parallel_jit(phases.adversarial, mesh), phases.start)
+  return jitted.at
 
 
 def _restore(template, folder: str):
@@ -199,12 +219,10 @@ def fit_diffusion(config: ml_collections.ConfigDict, images: np.ndarray, labels:
     # The first-stage step whose latents the denoiser so far learned (runs recorded before the
     # denoiser kept it: the step of the latent scale, measured before the denoiser trained).
     denoiser_latents = _denoiser_latents(workdir, folder)
-    ae_step = parallel.data_parallel_jit(
-        steps.make_first_stage_step(programs.first_stage, programs.ae_tx, programs.first_stage_cfg, programs.critic,
-                                    programs.critic_tx), mesh)
+    ae_step = _first_stage_step(programs, mesh)
     result = _train_stage(
         jax.jit(lambda: _first_stage_init(programs, seed), out_shardings=parallel.replicated(mesh))(),
-        lambda state, step: ae_step(state, jax.tree.map(lambda x: x[0], dataset.batches(
+        lambda state, step: ae_step(step)(state, jax.tree.map(lambda x: x[0], dataset.batches(
             [step], config.ae_batch_size, seed))), num_steps=config.ae_steps, batch_size=config.ae_batch_size,
         folder=folder, config=config, name=f"{name} first stage", metric="loss")
     if result.stopped:

@@ -57,11 +57,12 @@ def setup():
   batch = {"image": jax.random.uniform(jax.random.PRNGKey(3), (8,) + IMAGE_SHAPE, minval=-1, maxval=1)}
   step = steps.make_first_stage_step(model, tx, cfg, critic, critic_tx)
   plain_step = jax.jit(steps.make_first_stage_step(model, tx, steps.FirstStageConfig()))
-  return model, critic, cfg, state, plain, batch, step, plain_step
+  phases = steps.make_first_stage_phases(model, tx, cfg, critic, critic_tx)
+  return model, critic, cfg, state, plain, batch, step, plain_step, phases
 
 
 def test_before_the_start_step_the_step_is_the_plain_one_and_the_critic_is_frozen(setup):
-  _, _, _, state, plain, batch, step, plain_step = setup
+  _, _, _, state, plain, batch, step, plain_step, _ = setup
   new, metrics = jax.jit(step)(state, batch)
   expected, plain_metrics = plain_step(plain, batch)
   chex.assert_trees_all_close(new.params, expected.params, atol=1e-6)
@@ -71,7 +72,7 @@ def test_before_the_start_step_the_step_is_the_plain_one_and_the_critic_is_froze
 
 
 def test_from_the_start_step_the_loss_adds_the_weighted_generator_term(setup):
-  model, critic, cfg, state, plain, batch, step, plain_step = setup
+  model, critic, cfg, state, plain, batch, step, plain_step, _ = setup
   state, plain = state.replace(step=jnp.ones((), jnp.int32)), plain.replace(step=jnp.ones((), jnp.int32))
   new, metrics = jax.jit(step)(state, batch)
   images, key = batch["image"], state.step_key()
@@ -95,7 +96,7 @@ def test_from_the_start_step_the_loss_adds_the_weighted_generator_term(setup):
 
 
 def test_adversarial_step_sharded_over_8_devices_equals_one_device(setup):
-  _, _, _, state, _, batch, step, _ = setup
+  _, _, _, state, _, batch, step, _, _ = setup
   host_state, host_batch = jax.device_get((state, batch))
   results = []
   for devices in (jax.devices(), jax.devices()[:1]):
@@ -107,6 +108,17 @@ def test_adversarial_step_sharded_over_8_devices_equals_one_device(setup):
     results.append(jax.device_get((new.params, new.critic_params, metrics["loss"])))
   assert jax.device_count() == 8
   chex.assert_trees_all_close(results[0], results[1], atol=2e-5, rtol=2e-5)
+
+
+def test_the_two_phases_equal_the_one_program_step_and_are_picked_by_the_step(setup):
+  *_, state, _, batch, step, _, phases = setup
+  assert phases.start == 1 and phases.at(0) is phases.before_start
+  assert phases.at(1) is phases.adversarial and phases.at(7) is phases.adversarial
+  for at in (0, 1):
+    state_at = state.replace(step=jnp.full((), at, jnp.int32))
+    # Two programs sum in different orders; Adam's first update (grad / sqrt(grad^2)) magnifies that.
+    chex.assert_trees_all_close(jax.jit(phases.at(at))(state_at, batch), jax.jit(step)(state_at, batch),
+                                atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("field, value, message", [
