@@ -265,6 +265,9 @@ def _measure_jax(opts: Options, target: Target) -> dict[str, Any]:
   images_per_call = math.prod(target.batch_lead) * k
   one_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:] if k > 1 else x.shape, x.dtype), batch)
   flops, flops_parts = mean_step_flops(target, state, one_batch)
+  interval = None
+  if target.flops_parts and k == 1:
+    state, interval = _time_parts(target, opts, mesh, batch_axis, state, batch)
   figures = {
       "compile_time_s": compile_s, "lower_time_s": lowered_at - start, "timed_steps": opts.steps,
       "warmup_steps": opts.warmup, "step_time_median_s": step["median"], "step_time_min_s": step["min"],
@@ -275,8 +278,25 @@ def _measure_jax(opts: Options, target: Target) -> dict[str, Any]:
       "flops_source": "XLA cost analysis of the step's lowered HLO (see step_benchmark.step_flops)",
       "achieved_flops_per_sec": flops / step["median"] if flops else None,
       "memory": memory_figures(compiled, device), "param_count": param_count(state),
+      # Lazily regularised steps (R1 on one step in r1_interval): the step medians above are of
+      # steps without it; training runs at this weighted mean of each kind's median.
+      "step_time_parts_median_s": interval and interval["parts"],
+      "step_time_interval_mean_s": interval and interval["mean"],
   }
   return figures
+
+
+def _time_parts(target: Target, opts: Options, mesh, batch_axis: int, state, batch) -> tuple[Any, dict]:
+  """Times each weighted part of a lazily regularised step: ({'parts': [seconds], 'mean': weighted seconds})."""
+  medians = []
+  for fn, _ in target.flops_parts:
+    part = parallel.data_parallel_jit(fn, mesh, batch_axis=batch_axis, donate_state=opts.donate)
+    compiled = part.lower(state, batch).compile(compiler_options=opts.compiler_options)
+    state, _ = timed_calls(compiled, state, batch, 1)
+    state, times = timed_calls(compiled, state, batch, max(3, opts.steps // 2))
+    medians.append(summarize(times)["median"])
+  mean = sum(weight * t for (_, weight), t in zip(target.flops_parts, medians))
+  return state, {"parts": medians, "mean": mean}
 
 
 def torch_comparison(result: dict, reference: Callable[[dict], dict]) -> dict:
@@ -293,10 +313,26 @@ def torch_comparison(result: dict, reference: Callable[[dict], dict]) -> dict:
       speedups[mode] = figures["step_time_median_s"] / result["step_time_median_s"]
     else:
       speedups[mode] = None
+  if result.get("step_time_interval_mean_s"):
+    _torch_interval_mean(result, spec, reference, torch_result, speedups)
   torch_result["param_count_matches_jax"] = torch_result.get("param_count") == result["param_count"]
   result["torch"] = torch_result
   result["jax_speedup_vs_torch"] = speedups
   return result
+
+
+def _torch_interval_mean(result: dict, spec: dict, reference: Callable[[dict], dict], torch_result: dict,
+                         speedups: dict) -> None:
+  """The reference's steps without and with R1 (as the JAX parts), weighted alike; JAX's speed-up on that mean."""
+  interval = spec["r1_interval"]
+  parts = (reference({**spec, "r1_gamma": 0.0}), reference({**spec, "r1_interval": 1}))
+  for mode in ("eager", "compiled"):
+    medians = [(part.get(mode) or {}).get("step_time_median_s") for part in parts]
+    figures = torch_result.get(mode) or {}
+    if all(medians) and figures:
+      figures["step_time_parts_median_s"] = medians
+      figures["step_time_interval_mean_s"] = medians[0] * (1 - 1 / interval) + medians[1] / interval
+      speedups[f"{mode}_interval_mean"] = figures["step_time_interval_mean_s"] / result["step_time_interval_mean_s"]
 
 
 def run(opts: Options, reference: Callable[[dict], dict] | None = None) -> dict[str, Any]:

@@ -76,6 +76,12 @@ def format_table(result):
       f"{_fmt(memory['device_peak_bytes_in_use'], 2**20)} MiB",
       f"input pipeline alone: {_fmt(result['data_images_per_sec'])} images/s = "
       f"{result['data_to_train_ratio']:.1f}x the training rate (target >= 10x)"]
+  if result.get("step_time_interval_mean_s"):
+    torch_means = {mode: ((torch_result or {}).get(mode) or {}).get("step_time_interval_mean_s")
+                   for mode in ("eager", "compiled")}
+    lines.append(f"with lazy R1 (one step in {result['spec']['r1_interval']}), mean step ms: jax "
+                 f"{_fmt(result['step_time_interval_mean_s'], 1e-3, 2)}, torch eager {_fmt(torch_means['eager'], 1e-3, 2)}, "
+                 f"torch.compile {_fmt(torch_means['compiled'], 1e-3, 2)}")
   if torch_result:
     speed = result["jax_speedup_vs_torch"]
     lines.append(f"JAX speed-up (torch step time / JAX step time): eager {_fmt(speed['eager'], 1, 2)}, "

@@ -69,6 +69,17 @@ def check_result(result, with_torch):
     assert result["flops_per_step"] == pytest.approx(
         without_r1["flops"] * 15 / 16 + with_r1["flops"] / 16, rel=1e-9)
     assert with_r1["flops"] == pytest.approx(result["xla_flops_per_call_compiled"], rel=0.1)
+    # Timed alike: each kind of step's median, weighted as the FLOPs.
+    plain_s, r1_s = result["step_time_parts_median_s"]
+    assert 0 < plain_s < r1_s
+    assert result["step_time_interval_mean_s"] == pytest.approx(plain_s * 15 / 16 + r1_s / 16, rel=1e-9)
+    if with_torch:
+      torch_plain_s, torch_r1_s = result["torch"]["eager"]["step_time_parts_median_s"]
+      assert 0 < torch_plain_s < torch_r1_s
+      assert result["jax_speedup_vs_torch"]["eager_interval_mean"] == pytest.approx(
+          (torch_plain_s * 15 / 16 + torch_r1_s / 16) / result["step_time_interval_mean_s"], rel=1e-9)
+  if parts is None:
+    assert result["step_time_interval_mean_s"] is None
   assert result["memory"]["compiled_peak_bytes"] > 0
   assert MACHINE_KEYS <= set(result["machine"]) and result["machine"]["devices_measured"] == 1
   json.dumps(result)  # JSON-able as is
