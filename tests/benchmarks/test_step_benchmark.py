@@ -71,11 +71,11 @@ def check_result(result, with_torch):
     assert with_r1["flops"] == pytest.approx(result["xla_flops_per_call_compiled"], rel=0.1)
     # Timed alike: each kind of step's median, weighted as the FLOPs.
     plain_s, r1_s = result["step_time_parts_median_s"]
-    assert 0 < plain_s < r1_s
+    assert plain_s == result["step_time_median_s"] and 0 < plain_s < r1_s  # the usual step is the main timing
     assert result["step_time_interval_mean_s"] == pytest.approx(plain_s * 15 / 16 + r1_s / 16, rel=1e-9)
     if with_torch:
       torch_plain_s, torch_r1_s = result["torch"]["eager"]["step_time_parts_median_s"]
-      assert 0 < torch_plain_s < torch_r1_s
+      assert torch_plain_s == result["torch"]["eager"]["step_time_median_s"] and 0 < torch_plain_s < torch_r1_s
       assert result["jax_speedup_vs_torch"]["eager_interval_mean"] == pytest.approx(
           (torch_plain_s * 15 / 16 + torch_r1_s / 16) / result["step_time_interval_mean_s"], rel=1e-9)
   if parts is None:
@@ -103,6 +103,12 @@ def test_every_model_reports_sane_figures(model):
   if model in WITH_TORCH:
     reference = functools.partial(torch_reference().run_reference, compile_step=False)
   check_result(benchmark.run(benchmark.Options(model=model, **TINY), reference), reference is not None)
+
+
+def test_without_time_parts_a_lazy_r1_step_keeps_its_flop_weighting_but_times_only_the_usual_step():
+  result = benchmark.run(benchmark.Options(model="stylegan2_mnist", **TINY, time_parts=False))
+  assert result["step_time_parts_median_s"] is None and result["step_time_interval_mean_s"] is None
+  assert len(result["flops_per_step_parts"]) == 2
 
 
 @pytest.mark.parametrize("model", benchmark.MODELS)
