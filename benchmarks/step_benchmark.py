@@ -267,7 +267,7 @@ def _measure_jax(opts: Options, target: Target) -> dict[str, Any]:
   flops, flops_parts = mean_step_flops(target, state, one_batch)
   interval = None
   if target.flops_parts and k == 1 and opts.time_parts:
-    state, interval = _time_parts(target, opts, mesh, batch_axis, state, batch, step["median"])
+    state, interval = _time_parts(target, opts, compiled, state, batch, call_times)
   figures = {
       "compile_time_s": compile_s, "lower_time_s": lowered_at - start, "timed_steps": opts.steps,
       "warmup_steps": opts.warmup, "step_time_median_s": step["median"], "step_time_min_s": step["min"],
@@ -286,20 +286,29 @@ def _measure_jax(opts: Options, target: Target) -> dict[str, Any]:
   return figures
 
 
-def _time_parts(target: Target, opts: Options, mesh, batch_axis: int, state, batch,
-                usual_s: float) -> tuple[Any, dict]:
-  """Times a lazily regularised step's parts: ({'parts': [seconds], 'mean': weighted seconds}).
+def _fires_r1(step: int, d_steps: int, interval: int) -> bool:
+  """Whether lazy R1 runs in train step `step` (on discriminator update step * d_steps + k, as gan_step)."""
+  return any((step * d_steps + k) % interval == 0 for k in range(d_steps))
 
-  The first part is the usual step, which the main timing measured (`usual_s`: its calls do not
-  fire R1 at the median); each further part (the step that always runs R1) is compiled and timed.
+
+def _time_parts(target: Target, opts: Options, compiled, state, batch,
+                call_times: list[float]) -> tuple[Any, dict | None]:
+  """The step's usual and R1 calls timed apart: ({'parts': [usual s, R1 s], 'mean': weighted s}).
+
+  Both come from the compiled step itself, so R1 runs inside its `lax.cond` as in training: the
+  usual median from the main timing's calls that did not fire R1 (calls of step warmup, warmup + 1,
+  ...), the R1 median from calls with the step counter set to multiples of the interval.
   """
-  medians = [usual_s]
-  for fn, _ in target.flops_parts[1:]:
-    part = parallel.data_parallel_jit(fn, mesh, batch_axis=batch_axis, donate_state=opts.donate)
-    compiled = part.lower(state, batch).compile(compiler_options=opts.compiler_options)
-    state, _ = timed_calls(compiled, state, batch, 1)
-    state, times = timed_calls(compiled, state, batch, max(3, opts.steps // 2))
-    medians.append(summarize(times)["median"])
+  d_steps, interval = target.spec["d_steps"], target.spec["r1_interval"]
+  usual = [t for i, t in enumerate(call_times) if not _fires_r1(opts.warmup + i, d_steps, interval)]
+  r1_times = []
+  for i in range(max(3, opts.steps // 2) + 1):  # the first call is untimed
+    state = state.replace(step=jnp.full_like(state.step, (i + 1) * interval))
+    state, times = timed_calls(compiled, state, batch, 1)
+    r1_times += times if i else []
+  if not usual:  # every step runs R1 (d_steps >= interval)
+    return state, None
+  medians = [summarize(usual)["median"], summarize(r1_times)["median"]]
   mean = sum(weight * t for (_, weight), t in zip(target.flops_parts, medians))
   return state, {"parts": medians, "mean": mean}
 

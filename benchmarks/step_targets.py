@@ -95,7 +95,7 @@ class Options:
   data_examples: int = 60_000
   data_batches: int = 50
   seed: int = 0
-  # Lazily regularised steps: also time the step without R1 and the one with it (two more compiles).
+  # Lazily regularised steps: also time the step's calls that run R1 (the counter set to fire it).
   time_parts: bool = True
   # XLA compiler options of the step, e.g. {"xla_backend_optimization_level": 1} to
   # compile faster in tests (the timings are then not representative).
@@ -111,9 +111,9 @@ class Target:
     init_fn: `init(key) -> state`.
     batch_lead: leading batch shape of one step ([d_steps, B] for GANs, [1, B] for translation, [B] otherwise).
     spec: JSON-able description of the model and step (what the PyTorch reference mirrors).
-    flops_parts: `((step_fn, weight), ...)` whose weighted FLOP counts and step times make the
-      mean step when steps differ (lazy R1 runs on one step in `r1_interval`); the first is the
-      usual step (as `step_fn` runs at most steps); None: `step_fn` alone.
+    flops_parts: `((step_fn, weight), ...)`: the usual step and the one with lazy R1 (on one step
+      in `r1_interval`), whose FLOP counts and `step_fn`'s times of each kind, weighted, make the
+      mean step; None: `step_fn` alone.
   """
   step_fn: Callable
   init_fn: Callable

@@ -79,9 +79,11 @@ def format_table(result):
   if result.get("step_time_interval_mean_s"):
     torch_means = {mode: ((torch_result or {}).get(mode) or {}).get("step_time_interval_mean_s")
                    for mode in ("eager", "compiled")}
-    lines.append(f"with lazy R1 (one step in {result['spec']['r1_interval']}), mean step ms: jax "
-                 f"{_fmt(result['step_time_interval_mean_s'], 1e-3, 2)}, torch eager {_fmt(torch_means['eager'], 1e-3, 2)}, "
-                 f"torch.compile {_fmt(torch_means['compiled'], 1e-3, 2)}")
+    speed = result.get("jax_speedup_vs_torch") or {}
+    lines.append(f"with lazy R1 (one discriminator update in {result['spec']['r1_interval']}), mean step ms: jax "
+                 f"{_fmt(result['step_time_interval_mean_s'], 1e-3, 2)}, torch eager {_fmt(torch_means['eager'], 1e-3, 2)} "
+                 f"(JAX {_fmt(speed.get('eager_interval_mean'), 1, 2)}x), torch.compile "
+                 f"{_fmt(torch_means['compiled'], 1e-3, 2)} (JAX {_fmt(speed.get('compiled_interval_mean'), 1, 2)}x)")
   if torch_result:
     speed = result["jax_speedup_vs_torch"]
     lines.append(f"JAX speed-up (torch step time / JAX step time): eager {_fmt(speed['eager'], 1, 2)}, "

@@ -105,6 +105,12 @@ def test_every_model_reports_sane_figures(model):
   check_result(benchmark.run(benchmark.Options(model=model, **TINY), reference), reference is not None)
 
 
+@pytest.mark.parametrize("d_steps, interval, firing", [(1, 16, {0, 16}), (5, 16, {0, 3, 6, 9, 12, 16, 19}),
+                                                      (2, 4, set(range(0, 20, 2)))])
+def test_r1_fires_on_the_steps_whose_discriminator_updates_hit_the_interval(d_steps, interval, firing):
+  assert {s for s in range(20) if benchmark._fires_r1(s, d_steps, interval)} == firing
+
+
 def test_without_time_parts_a_lazy_r1_step_keeps_its_flop_weighting_but_times_only_the_usual_step():
   result = benchmark.run(benchmark.Options(model="stylegan2_mnist", **TINY, time_parts=False))
   assert result["step_time_parts_median_s"] is None and result["step_time_interval_mean_s"] is None

@@ -35,11 +35,16 @@ def _r1(conv, params, x):
     ((6, 6, 2), 4, "SAME"),  # even kernel: SAME pads (1, 2)
     ((7, 5, 3), 3, "VALID"),
     ((5, 6, 2), 3, ((0, 2), (1, 0))),
+    ((5, 6, 2), (3, 1), ((2, 0), (0, 0))),  # non-square kernel, asymmetric padding
+    ((6, 4, 2), (1, 5), "SAME"),
+    ((2, 2, 2), 3, ((0, 2), (1, 1))),  # smaller than the kernel: the second order pads negatively
+    ((1, 1, 2), 3, "SAME"),  # StyleGAN2's 1x1 last block
 ])
 def test_values_and_two_orders_of_gradients_equal_xla(shape, k, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), (2,) + shape)
-  params = [jax.random.normal(jax.random.PRNGKey(1), (k, k, shape[-1], 4)) * 0.3,
-            jax.random.normal(jax.random.PRNGKey(2), (k, k, 4, 3)) * 0.3]
+  kh, kw = (k, k) if isinstance(k, int) else k
+  params = [jax.random.normal(jax.random.PRNGKey(1), (kh, kw, shape[-1], 4)) * 0.3,
+            jax.random.normal(jax.random.PRNGKey(2), (kh, kw, 4, 3)) * 0.3]
   ours = lambda x, w: canonical_conv.conv(x, w, padding, backend="cpu")
   xla = lambda x, w: _xla(x, w, canonical_conv.same_padding(w.shape) if padding == "SAME" else padding)
   np.testing.assert_allclose(ours(x, params[0]), xla(x, params[0]), rtol=1e-5, atol=1e-5)
