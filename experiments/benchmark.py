@@ -44,6 +44,10 @@ def _fmt(value, scale=1.0, digits=1):
   return "n/a" if value is None else f"{value / scale:,.{digits}f}"
 
 
+def _times(ratio):
+  return "n/a" if ratio is None else f"{ratio:.2f}x"
+
+
 def _row(name, figures):
   step = (f"{_fmt(figures.get('step_time_median_s'), 1e-3, 2)} "
           f"[{_fmt(figures.get('step_time_min_s'), 1e-3, 2)}, {_fmt(figures.get('step_time_max_s'), 1e-3, 2)}]")
@@ -82,8 +86,8 @@ def format_table(result):
     speed = result.get("jax_speedup_vs_torch") or {}
     lines.append(f"with lazy R1 (one discriminator update in {result['spec']['r1_interval']}), mean step ms: jax "
                  f"{_fmt(result['step_time_interval_mean_s'], 1e-3, 2)}, torch eager {_fmt(torch_means['eager'], 1e-3, 2)} "
-                 f"(JAX {_fmt(speed.get('eager_interval_mean'), 1, 2)}x), torch.compile "
-                 f"{_fmt(torch_means['compiled'], 1e-3, 2)} (JAX {_fmt(speed.get('compiled_interval_mean'), 1, 2)}x)")
+                 f"(JAX {_times(speed.get('eager_interval_mean'))}), torch.compile "
+                 f"{_fmt(torch_means['compiled'], 1e-3, 2)} (JAX {_times(speed.get('compiled_interval_mean'))})")
   if torch_result:
     speed = result["jax_speedup_vs_torch"]
     lines.append(f"JAX speed-up (torch step time / JAX step time): eager {_fmt(speed['eager'], 1, 2)}, "
