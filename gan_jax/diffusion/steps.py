@@ -45,11 +45,14 @@ def init_state(params: PyTree, tx: optax.GradientTransformation, key: jax.Array)
 
 
 def _apply(state: TrainState, grads, loss, tx, ema_decay: float) -> TrainState:
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema_params, params)
-  new = (params, opt_state, ema)
-  params, opt_state, ema = nonfinite.keep_if_finite(loss, grads)(new, (state.params, state.opt_state, state.ema_params))
+  def updated():
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema_params, params)
+    return params, opt_state, ema
+
+  params, opt_state, ema = nonfinite.apply_if_finite(loss, grads, updated,
+                                                     (state.params, state.opt_state, state.ema_params))
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
 
 
@@ -168,10 +171,13 @@ def make_first_stage_phases(model, tx: optax.GradientTransformation, cfg: FirstS
       return d_loss_fn(real, fake)
 
     d_loss, d_grads = jax.value_and_grad(critic_loss)(state.critic_params)
-    updates, critic_opt_state = critic_tx.update(d_grads, state.critic_opt_state, state.critic_params)
-    critic_params, critic_opt_state = nonfinite.keep_if_finite(d_loss, d_grads)(
-        (optax.apply_updates(state.critic_params, updates), critic_opt_state),
-        (state.critic_params, state.critic_opt_state))
+
+    def critic_updated():
+      updates, critic_opt_state = critic_tx.update(d_grads, state.critic_opt_state, state.critic_params)
+      return optax.apply_updates(state.critic_params, updates), critic_opt_state
+
+    critic_params, critic_opt_state = nonfinite.apply_if_finite(d_loss, d_grads, critic_updated,
+                                                                (state.critic_params, state.critic_opt_state))
     state = _apply(state, grads, loss, tx, 0.0).replace(critic_params=critic_params, critic_opt_state=critic_opt_state)
     return state, {**metrics, "loss": loss, "g_loss": g_loss, "d_loss": d_loss, "disc_weight": weight}
 

@@ -2,7 +2,7 @@
 
 A NaN or Inf loss or gradient would poison the parameters and optimiser moments and, through
 them, every later step and checkpoint. The steps keep the old state for such an update
-(`guard_nonfinite`, or `keep_if_finite` where no counters are kept) and record the first bad
+(`guard_update` or `guard_nonfinite`; `apply_if_finite` where no counters are kept) and record the first bad
 step and which metrics were bad (`health`), so that the loop can stop with a clear message or
 skip and count, as the config asks.
 """
@@ -60,25 +60,56 @@ def guard_nonfinite(old: State, new: State, metrics: Metrics) -> tuple[State, Me
   # One conditional over the whole state, not a select per leaf: with the select, XLA:CPU took
   # 65 of the 80 s compiling a StyleGAN2 step (each select depends on every leaf through `ok`).
   kept = jax.lax.cond(ok, lambda: new, lambda: old)
+  return _recorded(old, kept.replace(step=new.step), ok, mask, metrics)
+
+
+def guard_update(old: State, make_new: Callable[[], State], metrics: Metrics,
+                 grads: PyTree) -> tuple[State, Metrics]:
+  """`guard_nonfinite` for an update decided by its inputs: `make_new()` runs only if `metrics` and `grads` are finite.
+
+  Use it where every new value is a function of finite gradients and losses (an Adam update
+  with a finite learning rate stays finite), so that the check can come first. The new state
+  is then built inside the conditional and written straight into the state's (donated)
+  buffers; `guard_nonfinite` chooses between two states already built, and returning the
+  chosen one copies it: on XLA:CPU that copy and the check of the new state took 40-90 ms of
+  a 300 ms pix2pix step with 19.5 M parameters (benchmarks, docs/benchmark.md).
+
+  Args:
+    old: the state before the step (`step` and `health` fields).
+    make_new: builds the updated state (its `step` is set here, to `old.step + 1`).
+    metrics: the step's scalar metrics, losses among them.
+    grads: every gradient the update applies.
+  """
+  mask = nonfinite_mask(metrics)
+  ok = (mask == 0) & _tree_all_finite(grads)
+  kept = jax.lax.cond(ok, make_new, lambda: old)
+  return _recorded(old, kept.replace(step=old.step + 1), ok, mask, metrics)
+
+
+def _recorded(old: State, kept: State, ok: jax.Array, mask: jax.Array, metrics: Metrics) -> tuple[State, Metrics]:
+  """`kept` with the health counters updated for a step whose update was (`ok`) or was not applied."""
   h = old.health
   first = h["nonfinite_steps"] == 0
   health = {
       "nonfinite_steps": h["nonfinite_steps"] + (~ok).astype(jnp.int32),
       "first_bad_step": jnp.where(first & ~ok, old.step + 1, h["first_bad_step"]),
-      # Losses finite but gradients were not: the extra bit len(metrics) says so.
+      # Losses finite but gradients or the new state were not: the extra bit len(metrics) says so.
       "first_bad_mask": jnp.where(first & ~ok, jnp.where(mask == 0, 1 << len(metrics), mask),
                                   h["first_bad_mask"]),
   }
   metrics = {**metrics, "nonfinite": (~ok).astype(jnp.float32)}
-  return kept.replace(step=new.step, health=health), metrics
+  return kept.replace(health=health), metrics
 
 
-def keep_if_finite(loss: jax.Array, grads: PyTree) -> Callable[[PyTree, PyTree], PyTree]:
-  """(new, old) -> new where `loss` and every gradient are finite, else old (the update is dropped)."""
+def apply_if_finite(loss: jax.Array, grads: PyTree, make_new: Callable[[], PyTree], old: PyTree) -> PyTree:
+  """`make_new()` where `loss` and every gradient are finite, else `old` (the update is dropped).
+
+  The new values are built inside the conditional (see `guard_update`), and it is one
+  conditional per tree, not a select per leaf: XLA:CPU fuses the all-gradients test into
+  every leaf's select; a tiny denoiser's update compiled in 31.5 s that way, 4.6 s with the cond (-O0).
+  """
   finite = jnp.isfinite(loss) & _tree_all_finite(grads)
-  # One conditional per tree, not a select per leaf: XLA:CPU fuses the all-gradients test into
-  # every leaf's select; a tiny denoiser's update compiled in 31.5 s that way, 4.6 s with the cond (-O0).
-  return lambda new, old: jax.lax.cond(finite, lambda: new, lambda: old)
+  return jax.lax.cond(finite, make_new, lambda: old)
 
 
 def health_check(on_nonfinite: str, metric_names: list[str]) -> Callable:

@@ -261,7 +261,6 @@ def make_train_step(translator: Translator, objective: Objective, g_tx: optax.Gr
     grad_g = jax.value_and_grad(
         lambda p: generator_objective(translator, objective, g_loss_fn, p, state.d_params, a, b, g_key), has_aux=True)
     (g_loss, (g_metrics, fakes)), g_grads = grad_g(state.g_params)
-    g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
     pools, shown = dict(state.pools), {}
     for i, domain in enumerate(translator.method.critics):
       if domain in pools:
@@ -270,10 +269,17 @@ def make_train_step(translator: Translator, objective: Objective, g_tx: optax.Gr
         shown[domain] = jax.lax.stop_gradient(fakes[domain])
     grad_d = jax.value_and_grad(critic_objective, has_aux=True)
     (d_loss, d_metrics), d_grads = grad_d(state.d_params, {"a": a, "b": b}, shown)
-    d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
-    new = state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, g_updates),
-                        d_params=optax.apply_updates(state.d_params, d_updates), g_opt_state=g_opt_state,
-                        d_opt_state=d_opt_state, pools=pools)
-    return nonfinite.guard_nonfinite(state, new, {"g_loss": g_loss, "d_loss": d_loss, **g_metrics, **d_metrics})
+
+    def updated() -> TranslationState:
+      # D's gradients were taken at the old D and G's fakes: both updates apply to the old state.
+      g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
+      d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
+      return state.replace(g_params=optax.apply_updates(state.g_params, g_updates),
+                           d_params=optax.apply_updates(state.d_params, d_updates), g_opt_state=g_opt_state,
+                           d_opt_state=d_opt_state, pools=pools)
+
+    # The pools hold the generators' outputs, finite when G's loss is.
+    metrics = {"g_loss": g_loss, "d_loss": d_loss, **g_metrics, **d_metrics}
+    return nonfinite.guard_update(state, updated, metrics, (g_grads, d_grads))
 
   return train_step
