@@ -78,7 +78,8 @@ def auto_impl(layer: ConvLayer, backend: str | None = None, batch_size: int = 12
 
 
 def layer_fn(layer: ConvLayer, impl: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-  """y = layer(x, kernel) in the given formulation ('xla', 'phase', 'transpose', 'subpixel', 'dense' or 'im2col')."""
+  """y = layer(x, kernel) in the given formulation ('xla', 'phase', 'transpose', 'subpixel', 'phase_im2col',
+  'dense' or 'im2col')."""
   stride = layer.stride
   if layer.direction == "down":
     plain = lambda x, w: jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME",
@@ -89,6 +90,8 @@ def layer_fn(layer: ConvLayer, impl: str) -> Callable[[jax.Array, jax.Array], ja
     return lambda x, w: downsample.strided_conv(x, w, stride)
   if impl == "subpixel" and stride > 1:
     return lambda x, w: upsample.conv_transpose_subpixel(x, w, stride)
+  if impl == "phase_im2col" and stride > 1:
+    return lambda x, w: upsample.conv_transpose_phase_im2col(x, w, stride)
   if impl == "dense":
     return lambda x, w: dense_conv.dense_conv(x, w, plain)
   if impl == "im2col" and layer.direction == "down":
@@ -151,8 +154,8 @@ def run(model: str, batch_size: int = 128, reps: int = 10,
   for layer in conv_layers(model):
     impls = ("xla", "phase") if layer.direction == "down" else (
         ("transpose",) if layer.stride == 1 else ("transpose", "subpixel"))
-    if auto_impl(layer, "cpu", batch_size) in ("dense", "im2col"):  # the tiny grids where the CPU models use them
-      impls += ("dense", "im2col")
+    if auto_impl(layer, "cpu", batch_size) in ("dense", "im2col", "phase_im2col"):  # the tiny grids on CPU
+      impls += ("dense", "im2col") + (("phase_im2col",) if layer.direction == "up" else ())
     row = {**layer.as_dict(), "flops": layer_flops(layer, batch_size),
            "auto_impl": auto_impl(layer, batch_size=batch_size),
            "jax": {impl: time_jax_layer(layer, impl, batch_size, reps) for impl in impls}}

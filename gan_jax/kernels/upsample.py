@@ -15,9 +15,14 @@ computed. `impl` selects the computation:
   rounding, about s*s times fewer multiply-adds.
 * `dense`: one matmul with the layer's dense matrix (`dense_conv`), for tiny grids.
 * `im2col`: one matmul with the zero-dilated input's patch tensor (`im2col`), for tiny grids at small batches.
-* `auto`: `subpixel` for stride > 1 and inputs of at least 4x4 (measured faster on CPU and GPU,
-  see README); for smaller inputs on CPU where `dense_conv.prefers_dense` (a 1x1 or 2x2 input)
-  `im2col` where `im2col.prefers_im2col` (small batches) and otherwise `dense`; else the dilated form.
+* `phase_im2col`: the sub-pixel phases without the packed kernel: one matmul per output phase, of
+  the undilated input's shifted copies that phase reads (its own taps only) times those taps of the
+  kernel, taken by static slices. No multiply-add meets an inserted or packed zero and no kernel is
+  rearranged by a gather, which on tiny grids costs more than the convolution.
+* `auto`: on CPU `phase_im2col` for stride > 1 and inputs of 2x2 to 4x4 (measured below); then
+  `subpixel` for stride > 1 and inputs of at least 4x4 (measured faster on CPU and GPU, see README);
+  for smaller inputs on CPU where `dense_conv.prefers_dense` (a 1x1 input) `im2col` where
+  `im2col.prefers_im2col` (small batches) and otherwise `dense`; else the dilated form.
 """
 from __future__ import annotations
 
@@ -31,11 +36,18 @@ import numpy as np
 from gan_jax.kernels import dense_conv
 from gan_jax.kernels import im2col
 
-UPSAMPLE_IMPLS = ("auto", "transpose", "subpixel", "dense", "im2col")
+UPSAMPLE_IMPLS = ("auto", "transpose", "subpixel", "dense", "im2col", "phase_im2col")
 # `auto` keeps the dilated form for inputs smaller than this: on XLA:CPU the sub-pixel form of
 # a 2x2 -> 4x4 layer was 6x slower (4.6 s against 0.75 s fwd+bwd, batch 128, 512 -> 256
 # channels), while from 4x4 inputs on it was 7-9x faster.
 AUTO_SUBPIXEL_MIN_SIDE = 4
+# `auto` takes `phase_im2col` on CPU for stride > 1 and inputs of these sides. Forward+backward on
+# the 2-core CPU (YNN fusions off), against what `auto` took before: 2x2x1024 -> 4x4x256 at batch 8
+# (pix2pix) 49 -> 27 ms (im2col), 2x2x512 -> 4x4x256 at batch 64 177 -> 44 ms (im2col) and at 128
+# 182 -> 79 ms (dense), 4x4x512 -> 8x8x128 at batch 8 19 -> 14 ms and 4x4x256 -> 8x8x128 at batch 32
+# 27 -> 21 ms (subpixel); it lost on 1x1 inputs (29 against 14 ms) and from 7x7 on (DCGAN-MNIST's
+# 7x7x128 -> 14x14x64 at 128: 178 against 83 ms), and tied at 8x8.
+AUTO_PHASE_IM2COL_SIDES = (2, 4)
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
@@ -114,6 +126,39 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, stride: int) -> jax
   return depth_to_space(y, stride)
 
 
+def conv_transpose_phase_im2col(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """Equals `conv_transpose_dilated(x, kernel, stride)` ('SAME') with one matmul per output phase.
+
+  Output pixel (s*i + r_y, s*j + r_x) sums, over the taps (t_y, t_x) of its phase, the input
+  pixel (i + d_y, j + d_x) times kernel[t_y, t_x] (`phase_taps`). So phase (r_y, r_x) is the
+  concatenation of the input shifted by each of its offsets (the patches, [N, H, W, taps*C_in])
+  times those kernel taps stacked ([taps*C_in, C_out]); the s*s results are interleaved.
+  """
+  n, height, width, _ = x.shape
+  taps, lo, hi = phase_taps(kernel.shape[0], stride)
+  before = max(0, -lo)
+  padded = jnp.pad(x, ((0, 0), (before, max(0, hi)), (before, max(0, hi)), (0, 0)))
+
+  def used(phase: int) -> list[tuple[int, int]]:  # (input offset, kernel tap) pairs of one phase, one axis
+    return [(j + lo, int(taps[j, phase])) for j in range(taps.shape[0]) if taps[j, phase] >= 0]
+
+  rows = []
+  for phase_y in range(stride):
+    row = []
+    for phase_x in range(stride):
+      pairs = [(dy, ty, dx, tx) for dy, ty in used(phase_y) for dx, tx in used(phase_x)]
+      if not pairs:  # a kernel narrower than the stride leaves this phase at zero
+        row.append(jnp.zeros((n, height, width, kernel.shape[-1]), x.dtype))
+        continue
+      patches = jnp.concatenate([padded[:, before + dy:before + dy + height, before + dx:before + dx + width, :]
+                                 for dy, _, dx, _ in pairs], axis=-1)
+      weights = jnp.concatenate([kernel[ty, tx] for _, ty, _, tx in pairs], axis=0)
+      row.append(patches @ weights)
+    rows.append(jnp.stack(row, axis=3))  # [N, H, W, s (phase_x), C_out]
+  y = jnp.stack(rows, axis=2)  # [N, H, s (phase_y), W, s, C_out]
+  return y.reshape(n, height * stride, width * stride, kernel.shape[-1])
+
+
 def conv_transpose_dilated(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   """What flax.linen.ConvTranspose(padding='SAME', transpose_kernel=False) computes."""
   return jax.lax.conv_transpose(x, kernel, (stride, stride), "SAME", dimension_numbers=_DIMENSION_NUMBERS)
@@ -122,6 +167,9 @@ def conv_transpose_dilated(x: jax.Array, kernel: jax.Array, stride: int) -> jax.
 def auto_impl(input_shape: tuple[int, ...], stride: int, backend: str, kernel_shape: tuple[int, ...] | None = None) -> str:
   """The formulation `impl='auto'` runs for this NHWC input on this backend ('im2col' needs `kernel_shape`)."""
   side_hw = tuple(input_shape[1:3])
+  lo, hi = AUTO_PHASE_IM2COL_SIDES
+  if backend == "cpu" and stride > 1 and lo <= min(side_hw) and max(side_hw) <= hi:
+    return "phase_im2col"
   if stride > 1 and min(side_hw) >= AUTO_SUBPIXEL_MIN_SIDE:
     return "subpixel"
   out_hw = (side_hw[0] * stride, side_hw[1] * stride)
@@ -155,6 +203,8 @@ class UpConv(nn.Module):
     impl = auto_impl(x.shape, self.stride, jax.default_backend(), kernel.shape) if self.impl == "auto" else self.impl
     if impl == "subpixel" and self.stride > 1:
       y = conv_transpose_subpixel(x, kernel, self.stride)
+    elif impl == "phase_im2col" and self.stride > 1:
+      y = conv_transpose_phase_im2col(x, kernel, self.stride)
     elif impl == "im2col":
       y = im2col.conv_transpose(x, kernel, self.stride, same_transpose_padding(k, self.stride))
     elif impl == "dense":

@@ -35,11 +35,13 @@ def test_layer_plans_follow_the_model_presets():
 def test_auto_impl_matches_the_upsampling_rule():
   layers = {l.name: l for l in layer_benchmark.conv_layers("dcgan_cifar10")}
   assert jax.default_backend() == "cpu"
-  assert layer_benchmark.auto_impl(layers["G up1"]) == "dense"  # 2x2 input, on CPU
+  assert layer_benchmark.auto_impl(layers["G up1"]) == "phase_im2col"  # 2x2 input, on CPU
   # 4x4 -> 2x2 on CPU: im2col up to [reals; fakes] at batch 128 (the dense matrix 2x the patches), then dense.
   assert layer_benchmark.auto_impl(layers["D conv4"]) == "im2col"
   assert layer_benchmark.auto_impl(layers["D conv4"], batch_size=512) == "dense"
-  assert layer_benchmark.auto_impl(layers["G up2"]) == "subpixel"
+  assert layer_benchmark.auto_impl(layers["G up2"]) == "phase_im2col"  # 4x4 input
+  assert layer_benchmark.auto_impl(layers["G up2"], backend="gpu") == "subpixel"
+  assert layer_benchmark.auto_impl(layers["G up3"]) == "subpixel"  # 8x8 input
   assert layer_benchmark.auto_impl(layer_benchmark.conv_layers("dcgan_mnist")[0]) == "transpose"  # stride 1
   assert layer_benchmark.auto_impl(layers["D conv2"]) == "phase"  # 16x16 -> 8x8
   assert layer_benchmark.auto_impl(layers["D conv3"]) == "xla"  # 8x8 -> 4x4

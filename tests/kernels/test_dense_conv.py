@@ -56,7 +56,8 @@ def test_dense_form_only_for_tiny_grids_on_cpu(in_hw, out_hw, backend, expected)
 
 
 @pytest.mark.parametrize("shape, backend, expected", [
-    ((1, 2, 2, 8), "cpu", "dense"), ((1, 2, 2, 8), "gpu", "transpose"), ((1, 4, 4, 8), "cpu", "subpixel"),
+    ((1, 1, 1, 8), "cpu", "dense"), ((1, 2, 2, 8), "cpu", "phase_im2col"), ((1, 2, 2, 8), "gpu", "transpose"),
+    ((1, 4, 4, 8), "cpu", "phase_im2col"), ((1, 4, 4, 8), "gpu", "subpixel"), ((1, 8, 8, 8), "cpu", "subpixel"),
     ((1, 7, 7, 8), "gpu", "subpixel")])
 def test_upsampling_auto_choice(shape, backend, expected):
   assert upsample.auto_impl(shape, 2, backend) == expected

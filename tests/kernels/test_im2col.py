@@ -64,12 +64,13 @@ def test_downsampling_takes_im2col_for_small_batches_on_tiny_grids(batch, shape,
 
 
 @pytest.mark.parametrize("batch, shape, kernel, expected", [
-    (8, (2, 2, 1024), (4, 4, 1024, 256), "im2col"),
-    (8, (1, 1, 512), (4, 4, 512, 512), "im2col"),
-    (128, (2, 2, 1024), (4, 4, 1024, 256), "dense"),
-    (128, (2, 2, 512), (4, 4, 512, 256), "dense"),  # DCGAN-CIFAR10's G at its batch: ratio 0.5
-    (64, (2, 2, 512), (4, 4, 512, 256), "im2col"),  # the per-class DCGANs' batch: ratio 1
-    (8, (4, 4, 512), (4, 4, 512, 128), "subpixel"),
+    (8, (1, 1, 512), (4, 4, 512, 512), "im2col"),  # pix2pix's innermost up-sampling: dense 4x the patches
+    (128, (1, 1, 512), (4, 4, 512, 512), "dense"),  # ratio 0.25
+    # From 2x2 to 4x4 inputs one matmul per output phase, at every batch.
+    (8, (2, 2, 1024), (4, 4, 1024, 256), "phase_im2col"),
+    (128, (2, 2, 512), (4, 4, 512, 256), "phase_im2col"),
+    (8, (4, 4, 512), (4, 4, 512, 128), "phase_im2col"),
+    (8, (8, 8, 256), (4, 4, 256, 64), "subpixel"),
 ])
 def test_upsampling_takes_im2col_for_small_batches_on_tiny_grids(batch, shape, kernel, expected):
   assert upsample.auto_impl((batch,) + shape, 2, "cpu", kernel) == expected

@@ -9,7 +9,7 @@ from gan_jax.kernels import upsample
 
 
 @pytest.mark.parametrize("kernel_size, stride", [(5, 2), (4, 2), (3, 2), (2, 2), (1, 2), (6, 2), (3, 3), (5, 1)])
-@pytest.mark.parametrize("impl", ["subpixel", "transpose", "auto"])
+@pytest.mark.parametrize("impl", ["subpixel", "transpose", "phase_im2col", "auto"])
 def test_upconv_equals_flax_conv_transpose(kernel_size, stride, impl):
   key = jax.random.PRNGKey(kernel_size * 10 + stride)
   x = jax.random.normal(key, (2, 7, 5, 3))
@@ -23,7 +23,8 @@ def test_upconv_equals_flax_conv_transpose(kernel_size, stride, impl):
   chex.assert_trees_all_close(layer.apply(variables, x), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_gradients_match_flax_conv_transpose():
+@pytest.mark.parametrize("impl", ["subpixel", "phase_im2col"])
+def test_gradients_match_flax_conv_transpose(impl):
   key = jax.random.PRNGKey(0)
   x = jax.random.normal(key, (3, 7, 7, 8))
   reference = nn.ConvTranspose(5, (5, 5), strides=(2, 2), padding="SAME")
@@ -31,7 +32,7 @@ def test_gradients_match_flax_conv_transpose():
   target = jax.random.normal(jax.random.PRNGKey(1), (3, 14, 14, 5))
   loss = lambda apply: lambda v, x: jnp.mean((apply(v, x) - target) ** 2)
   grad = lambda apply: jax.grad(loss(apply), argnums=(0, 1))(variables, x)
-  chex.assert_trees_all_close(grad(upsample.UpConv(5, 5, 2, impl="subpixel").apply), grad(reference.apply),
+  chex.assert_trees_all_close(grad(upsample.UpConv(5, 5, 2, impl=impl).apply), grad(reference.apply),
                               atol=1e-5, rtol=1e-4)
 
 
@@ -48,16 +49,22 @@ def test_unknown_impl_is_an_error():
     upsample.UpConv(4, 5, 2, impl="fft").init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)))
 
 
-@pytest.mark.parametrize("side, form", [(2, "dense"), (3, "dilated"), (4, "subpixel"), (7, "subpixel")])
-def test_auto_keeps_the_dilated_form_only_for_tiny_inputs(side, form):
-  # On CPU a 2x2 input (64 pixel pairs) becomes one matmul: no convolution left in the program.
+@pytest.mark.parametrize("side, form", [(1, "dense"), (2, "phase"), (3, "phase"), (4, "phase"), (7, "subpixel"),
+                                        (8, "subpixel")])
+def test_auto_takes_matmuls_on_tiny_inputs_and_subpixel_from_7x7(side, form):
+  # On CPU a 1x1 input becomes one matmul and 2x2-4x4 inputs one matmul per output phase, with no
+  # gather of the kernel: no convolution is left in the program.
   x = jnp.ones((2, side, side, 3))
   layer = upsample.UpConv(4, 4, 2, impl="auto")
   variables = layer.init(jax.random.PRNGKey(0), x)
   eqns = jax.make_jaxpr(layer.apply)(variables, x).jaxpr.eqns
+  names = [e.primitive.name for e in eqns]
   convs = [e for e in eqns if e.primitive.name == "conv_general_dilated"]
-  if form == "dense":
-    assert not convs and any(e.primitive.name == "dot_general" for e in eqns)
+  if form == "subpixel":
+    assert len(convs) == 1 and tuple(convs[0].params["lhs_dilation"]) == (1, 1)
     return
-  assert len(convs) == 1
-  assert (tuple(convs[0].params["lhs_dilation"]) == (2, 2)) == (form == "dilated")
+  assert not convs and "gather" not in names
+  if form == "phase":
+    assert names.count("dot_general") == 4  # one per output phase (2 x 2)
+  else:
+    assert "dot_general" in names
