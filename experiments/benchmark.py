@@ -23,7 +23,8 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Examples per discriminato
 _STEPS = flags.DEFINE_integer("steps", 50, "Timed steps (calls) after the warm-up; use >= 20 for steady state.")
 _WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed calls after compilation.")
 _DTYPE = flags.DEFINE_string("dtype", "float32", f"Compute dtype: {', '.join(benchmark.DTYPES)} (params stay f32).")
-_UPSAMPLE = flags.DEFINE_string("upsample_impl", "", "Generator up-sampling: auto, transpose, subpixel, dense ('' = config).")
+_UPSAMPLE = flags.DEFINE_string("upsample_impl", "", "Generator up-sampling: auto, transpose, subpixel, dense, im2col, "
+                                "phase_im2col ('' = config).")
 _WIDTH = flags.DEFINE_integer("width", 0, "Base width of the GAN (0 = config).")
 _STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 1, "Train steps per jitted call (a lax.scan over "
                                        "stacked batches; amortises dispatch on fast accelerators).")

@@ -34,7 +34,7 @@ def training_config(model: str, loss: str | None = None) -> ml_collections.Confi
   config.width = 64
   config.conditioning = "concat"  # label-conditioned discriminators: 'concat' or 'projection'.
   config.spectral_norm = False  # spectrally normalised discriminator (convolutional models)
-  config.upsample_impl = "auto"  # "transpose" | "subpixel" | "dense" | "auto" (see gan_jax.kernels.upsample)
+  config.upsample_impl = "auto"  # see gan_jax.kernels.upsample.UPSAMPLE_IMPLS
   # Optimisation: Adam with the family's learning rates and betas.
   config.lr_g = recipe.lr_g
   config.lr_d = recipe.lr_d
