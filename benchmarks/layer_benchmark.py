@@ -5,11 +5,12 @@ this module times its convolutions alone, at the step's batch size, so a slow
 layer (or a slow formulation of one) shows up by name. The layer list is read off
 the same Flax modules the benchmark builds (`benchmark.build_target`), so it
 follows the model presets. Each generator up-sampling is timed in the
-formulations of `gan_jax.kernels.upsample` ('transpose' and 'subpixel'); each
+formulations of `gan_jax.kernels.upsample` ('transpose' and 'subpixel', and
+'phase_im2col' where the CPU models take it: 2x2-4x4 inputs); each
 discriminator convolution as XLA's strided convolution with XLA's gradient ('xla')
 and with the phase-decomposed input gradient of `gan_jax.kernels.downsample`
-('phase'); layers on tiny grids also as one matmul ('dense', `dense_conv`). The
-formulation the models pick on this backend is marked. Backward means the gradients
+('phase'); layers on tiny grids also as one matmul ('dense', `dense_conv`) and as
+im2col ('im2col'). The formulation the models pick on this backend is marked. Backward means the gradients
 of sum(y^2) with respect to both the input and the kernel, as in a train step where
 the layer is not the first.
 
@@ -154,8 +155,12 @@ def run(model: str, batch_size: int = 128, reps: int = 10,
   for layer in conv_layers(model):
     impls = ("xla", "phase") if layer.direction == "down" else (
         ("transpose",) if layer.stride == 1 else ("transpose", "subpixel"))
-    if auto_impl(layer, "cpu", batch_size) in ("dense", "im2col", "phase_im2col"):  # the tiny grids on CPU
-      impls += ("dense", "im2col") + (("phase_im2col",) if layer.direction == "up" else ())
+    in_hw = tuple(layer.in_shape[:2])
+    out_hw = tuple(side * layer.stride if layer.direction == "up" else -(-side // layer.stride) for side in in_hw)
+    if dense_conv.prefers_dense(in_hw, out_hw, "cpu"):  # the tiny grids where CPU models use them
+      impls += ("dense", "im2col")
+    if layer.direction == "up" and layer.stride > 1 and auto_impl(layer, "cpu", batch_size) == "phase_im2col":
+      impls += ("phase_im2col",)
     row = {**layer.as_dict(), "flops": layer_flops(layer, batch_size),
            "auto_impl": auto_impl(layer, batch_size=batch_size),
            "jax": {impl: time_jax_layer(layer, impl, batch_size, reps) for impl in impls}}

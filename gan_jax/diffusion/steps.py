@@ -51,8 +51,8 @@ def _apply(state: TrainState, grads, loss, tx, ema_decay: float) -> TrainState:
     ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema_params, params)
     return params, opt_state, ema
 
-  params, opt_state, ema = nonfinite.apply_if_finite(loss, grads, updated,
-                                                     (state.params, state.opt_state, state.ema_params))
+  params, opt_state, ema = nonfinite.apply_if_finite((state.params, state.opt_state, state.ema_params), updated,
+                                                     loss, grads)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
 
 
@@ -176,8 +176,8 @@ def make_first_stage_phases(model, tx: optax.GradientTransformation, cfg: FirstS
       updates, critic_opt_state = critic_tx.update(d_grads, state.critic_opt_state, state.critic_params)
       return optax.apply_updates(state.critic_params, updates), critic_opt_state
 
-    critic_params, critic_opt_state = nonfinite.apply_if_finite(d_loss, d_grads, critic_updated,
-                                                                (state.critic_params, state.critic_opt_state))
+    critic_params, critic_opt_state = nonfinite.apply_if_finite((state.critic_params, state.critic_opt_state),
+                                                                critic_updated, d_loss, d_grads)
     state = _apply(state, grads, loss, tx, 0.0).replace(critic_params=critic_params, critic_opt_state=critic_opt_state)
     return state, {**metrics, "loss": loss, "g_loss": g_loss, "d_loss": d_loss, "disc_weight": weight}
 

@@ -14,7 +14,10 @@ DCGAN-CIFAR10's 4x4x256 -> 2x2x512 discriminator layer 99 ms dense against 26 ms
 64; whole train steps, both forms side by side in one process: pix2pix at batch 8 215 -> 161 ms,
 dcgan_cifar10 at batch 128 653 -> 555 ms. The dense form stays faster where its matrix is smaller
 than the patch tensor (2x2x512 -> 1x1x512 at batch 128: 9.6 against 22 ms; the up-sampling above
-at batch 128: 98 against 127 ms), so `prefers_im2col` compares the two sizes.
+at batch 128: 98 against 127 ms), so `prefers_im2col` compares the two sizes. Up-sampling from
+2x2-4x4 inputs has since gone to `upsample.conv_transpose_phase_im2col` on CPU (patches of the
+undilated input per output phase, a quarter of these), so for transposed convolutions `auto` asks
+`prefers_im2col` only on 1x1 and 1xN inputs.
 """
 from __future__ import annotations
 

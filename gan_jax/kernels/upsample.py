@@ -20,9 +20,10 @@ computed. `impl` selects the computation:
   kernel, taken by static slices. No multiply-add meets an inserted or packed zero and no kernel is
   rearranged by a gather, which on tiny grids costs more than the convolution.
 * `auto`: on CPU `phase_im2col` for stride > 1 and inputs of 2x2 to 4x4 (measured below); then
-  `subpixel` for stride > 1 and inputs of at least 4x4 (measured faster on CPU and GPU, see README);
-  for smaller inputs on CPU where `dense_conv.prefers_dense` (a 1x1 input) `im2col` where
-  `im2col.prefers_im2col` (small batches) and otherwise `dense`; else the dilated form.
+  `subpixel` for stride > 1 and inputs of at least 4x4 (measured faster on CPU and GPU,
+  docs/benchmark.md); for the remaining tiny inputs on CPU where `dense_conv.prefers_dense`
+  (1x1, 1xN) `im2col` where `im2col.prefers_im2col` (small batches) and otherwise `dense`; else
+  the dilated form.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from gan_jax.kernels import dense_conv
 from gan_jax.kernels import im2col
 
 UPSAMPLE_IMPLS = ("auto", "transpose", "subpixel", "dense", "im2col", "phase_im2col")
-# `auto` keeps the dilated form for inputs smaller than this: on XLA:CPU the sub-pixel form of
+# Off CPU, `auto` keeps the dilated form for inputs smaller than this: on XLA:CPU the sub-pixel form of
 # a 2x2 -> 4x4 layer was 6x slower (4.6 s against 0.75 s fwd+bwd, batch 128, 512 -> 256
 # channels), while from 4x4 inputs on it was 7-9x faster.
 AUTO_SUBPIXEL_MIN_SIDE = 4

@@ -63,16 +63,25 @@ def guard_nonfinite(old: State, new: State, metrics: Metrics) -> tuple[State, Me
   return _recorded(old, kept.replace(step=new.step), ok, mask, metrics)
 
 
+def _squares_finite(grads: PyTree) -> jax.Array:
+  """Whether every gradient and its square are finite.
+
+  A finite gradient above ~1.8e19 has an infinite square: Adam's second moment would become
+  Inf (and that parameter freeze) while the parameters stay finite, so the check is on squares.
+  """
+  return _tree_all_finite(jax.tree.map(jnp.square, grads))
+
+
 def guard_update(old: State, make_new: Callable[[], State], metrics: Metrics,
                  grads: PyTree) -> tuple[State, Metrics]:
   """`guard_nonfinite` for an update decided by its inputs: `make_new()` runs only if `metrics` and `grads` are finite.
 
-  Use it where every new value is a function of finite gradients and losses (an Adam update
-  with a finite learning rate stays finite), so that the check can come first. The new state
-  is then built inside the conditional and written straight into the state's (donated)
-  buffers; `guard_nonfinite` chooses between two states already built, and returning the
-  chosen one copies it: on XLA:CPU that copy and the check of the new state took 40-90 ms of
-  a 300 ms pix2pix step with 19.5 M parameters (benchmarks, docs/benchmark.md).
+  Use it where every new value is a function of the gradients and losses that stays finite
+  when they and the gradients' squares are (Adam or SGD with a finite learning rate), so that
+  the check can come first. The new state is then built inside the conditional and written
+  straight into the state's (donated) buffers; `guard_nonfinite` chooses between two states
+  already built, and returning the chosen one copies it: on XLA:CPU that copy and the check of
+  the new state took about 60 ms of a 300 ms pix2pix step with 16.8 M parameters (docs/benchmark.md).
 
   Args:
     old: the state before the step (`step` and `health` fields).
@@ -81,7 +90,7 @@ def guard_update(old: State, make_new: Callable[[], State], metrics: Metrics,
     grads: every gradient the update applies.
   """
   mask = nonfinite_mask(metrics)
-  ok = (mask == 0) & _tree_all_finite(grads)
+  ok = (mask == 0) & _squares_finite(grads)
   kept = jax.lax.cond(ok, make_new, lambda: old)
   return _recorded(old, kept.replace(step=old.step + 1), ok, mask, metrics)
 
@@ -101,14 +110,14 @@ def _recorded(old: State, kept: State, ok: jax.Array, mask: jax.Array, metrics: 
   return kept.replace(health=health), metrics
 
 
-def apply_if_finite(loss: jax.Array, grads: PyTree, make_new: Callable[[], PyTree], old: PyTree) -> PyTree:
-  """`make_new()` where `loss` and every gradient are finite, else `old` (the update is dropped).
+def apply_if_finite(old: PyTree, make_new: Callable[[], PyTree], loss: jax.Array, grads: PyTree) -> PyTree:
+  """`make_new()` where `loss`, every gradient and its square are finite, else `old` (the update is dropped).
 
   The new values are built inside the conditional (see `guard_update`), and it is one
   conditional per tree, not a select per leaf: XLA:CPU fuses the all-gradients test into
   every leaf's select; a tiny denoiser's update compiled in 31.5 s that way, 4.6 s with the cond (-O0).
   """
-  finite = jnp.isfinite(loss) & _tree_all_finite(grads)
+  finite = jnp.isfinite(loss) & _squares_finite(grads)
   return jax.lax.cond(finite, make_new, lambda: old)
 
 

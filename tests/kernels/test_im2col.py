@@ -72,7 +72,7 @@ def test_downsampling_takes_im2col_for_small_batches_on_tiny_grids(batch, shape,
     (8, (4, 4, 512), (4, 4, 512, 128), "phase_im2col"),
     (8, (8, 8, 256), (4, 4, 256, 64), "subpixel"),
 ])
-def test_upsampling_takes_im2col_for_small_batches_on_tiny_grids(batch, shape, kernel, expected):
+def test_upsampling_on_tiny_grids_takes_im2col_dense_or_phase_matmuls(batch, shape, kernel, expected):
   assert upsample.auto_impl((batch,) + shape, 2, "cpu", kernel) == expected
 
 

@@ -23,16 +23,17 @@ def test_upconv_equals_flax_conv_transpose(kernel_size, stride, impl):
   chex.assert_trees_all_close(layer.apply(variables, x), expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("impl", ["subpixel", "phase_im2col"])
-def test_gradients_match_flax_conv_transpose(impl):
+@pytest.mark.parametrize("impl, kernel_size, stride", [("subpixel", 5, 2), ("phase_im2col", 5, 2),
+                                                       ("phase_im2col", 4, 2), ("phase_im2col", 3, 3)])
+def test_gradients_match_flax_conv_transpose(impl, kernel_size, stride):
   key = jax.random.PRNGKey(0)
-  x = jax.random.normal(key, (3, 7, 7, 8))
-  reference = nn.ConvTranspose(5, (5, 5), strides=(2, 2), padding="SAME")
+  x = jax.random.normal(key, (3, 7, 5, 8))
+  reference = nn.ConvTranspose(5, (kernel_size, kernel_size), strides=(stride, stride), padding="SAME")
   variables = reference.init(key, x)
-  target = jax.random.normal(jax.random.PRNGKey(1), (3, 14, 14, 5))
+  target = jax.random.normal(jax.random.PRNGKey(1), (3, 7 * stride, 5 * stride, 5))
   loss = lambda apply: lambda v, x: jnp.mean((apply(v, x) - target) ** 2)
   grad = lambda apply: jax.grad(loss(apply), argnums=(0, 1))(variables, x)
-  chex.assert_trees_all_close(grad(upsample.UpConv(5, 5, 2, impl=impl).apply), grad(reference.apply),
+  chex.assert_trees_all_close(grad(upsample.UpConv(5, kernel_size, stride, impl=impl).apply), grad(reference.apply),
                               atol=1e-5, rtol=1e-4)
 
 
@@ -49,9 +50,9 @@ def test_unknown_impl_is_an_error():
     upsample.UpConv(4, 5, 2, impl="fft").init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)))
 
 
-@pytest.mark.parametrize("side, form", [(1, "dense"), (2, "phase"), (3, "phase"), (4, "phase"), (7, "subpixel"),
+@pytest.mark.parametrize("side, form", [(1, "dense"), (2, "phase"), (3, "phase"), (4, "phase"), (5, "subpixel"),
                                         (8, "subpixel")])
-def test_auto_takes_matmuls_on_tiny_inputs_and_subpixel_from_7x7(side, form):
+def test_auto_takes_matmuls_on_tiny_inputs_and_subpixel_from_5x5(side, form):
   # On CPU a 1x1 input becomes one matmul and 2x2-4x4 inputs one matmul per output phase, with no
   # gather of the kernel: no convolution is left in the program.
   x = jnp.ones((2, side, side, 3))
@@ -68,3 +69,13 @@ def test_auto_takes_matmuls_on_tiny_inputs_and_subpixel_from_7x7(side, form):
     assert names.count("dot_general") == 4  # one per output phase (2 x 2)
   else:
     assert "dot_general" in names
+
+
+def test_phase_im2col_in_bfloat16_matches_subpixel():
+  key = jax.random.PRNGKey(3)
+  x = jax.random.normal(key, (2, 4, 4, 16))
+  variables = upsample.UpConv(8, 4, 2).init(key, x)
+  run = lambda impl: upsample.UpConv(8, 4, 2, impl=impl, dtype=jnp.bfloat16).apply(variables, x)
+  got, expected = run("phase_im2col"), run("subpixel")
+  assert got.dtype == jnp.bfloat16
+  chex.assert_trees_all_close(got.astype(jnp.float32), expected.astype(jnp.float32), atol=0.05, rtol=0.05)

@@ -4,6 +4,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from gan_jax.train import nonfinite
@@ -82,6 +83,27 @@ def test_guard_update_builds_the_new_state_only_inside_the_conditional():
 def test_apply_if_finite_drops_an_update_with_a_non_finite_loss_or_gradient(loss, grad, applied):
   old = {"w": jnp.arange(3.0)}
   grads = {"w": jnp.array([1.0, grad, 1.0])}
-  kept = jax.jit(lambda l, g: nonfinite.apply_if_finite(l, g, lambda: jax.tree.map(lambda p, d: p - d, old, g),
-                                                        old))(jnp.asarray(loss), grads)
+  kept = jax.jit(lambda l, g: nonfinite.apply_if_finite(old, lambda: jax.tree.map(lambda p, d: p - d, old, g),
+                                                        l, g))(jnp.asarray(loss), grads)
   np.testing.assert_array_equal(kept["w"], old["w"] - grads["w"] if applied else old["w"])
+
+
+def test_a_finite_gradient_that_would_overflow_adams_second_moment_is_dropped():
+  """|g| = 1e20 is finite, g^2 is not: Adam would store an Inf moment (and freeze that weight)."""
+  tx = optax.adam(1e-3)
+  params = {"w": jnp.ones(3)}
+  state = {"params": params, "opt": tx.init(params)}
+
+  def step(state, grads):
+    def updated():
+      updates, opt = tx.update(grads, state["opt"], state["params"])
+      return {"params": optax.apply_updates(state["params"], updates), "opt": opt}
+    return nonfinite.apply_if_finite(state, updated, jnp.asarray(0.0), grads)
+
+  unguarded_nu = tx.update({"w": jnp.array([1.0, 1e20, 1.0])}, state["opt"], params)[1][0].nu["w"]
+  assert not np.isfinite(np.asarray(unguarded_nu)).all()  # what the guard prevents
+  kept = jax.jit(step)(state, {"w": jnp.array([1.0, 1e20, 1.0])})
+  chex.assert_trees_all_equal(kept, state)
+  applied = jax.jit(step)(state, {"w": jnp.array([1.0, 1e10, 1.0])})
+  chex.assert_tree_all_finite(applied)
+  assert not np.array_equal(applied["params"]["w"], params["w"])
