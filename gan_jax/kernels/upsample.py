@@ -128,33 +128,35 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, stride: int) -> jax
 
 
 def conv_transpose_phase_im2col(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-  """Equals `conv_transpose_dilated(x, kernel, stride)` ('SAME') with one matmul per output phase.
+  """Equals `conv_transpose_dilated(x, kernel, stride)` ('SAME') with one im2col matmul per output phase.
 
   Output pixel (s*i + r_y, s*j + r_x) sums, over the taps (t_y, t_x) of its phase, the input
-  pixel (i + d_y, j + d_x) times kernel[t_y, t_x] (`phase_taps`). So phase (r_y, r_x) is the
-  concatenation of the input shifted by each of its offsets (the patches, [N, H, W, taps*C_in])
-  times those kernel taps stacked ([taps*C_in, C_out]); the s*s results are interleaved.
+  pixel (i + d_y, j + d_x) times kernel[t_y, t_x] (`phase_taps`). A phase's offsets are
+  consecutive and its taps step by s, so each phase is a stride-1 'VALID' convolution of a window
+  of the undilated input with the kernel's every s-th tap (static slices), run as `im2col.conv`;
+  the s*s results are interleaved.
   """
   n, height, width, _ = x.shape
   taps, lo, hi = phase_taps(kernel.shape[0], stride)
   before = max(0, -lo)
   padded = jnp.pad(x, ((0, 0), (before, max(0, hi)), (before, max(0, hi)), (0, 0)))
 
-  def used(phase: int) -> list[tuple[int, int]]:  # (input offset, kernel tap) pairs of one phase, one axis
-    return [(j + lo, int(taps[j, phase])) for j in range(taps.shape[0]) if taps[j, phase] >= 0]
+  def span(phase: int) -> tuple[int, int, int] | None:
+    """(first input offset, first kernel tap, taps) of one phase along one axis; None if it has no tap."""
+    used = [j for j in range(taps.shape[0]) if taps[j, phase] >= 0]
+    return (used[0] + lo, int(taps[used[0], phase]), len(used)) if used else None
 
   rows = []
   for phase_y in range(stride):
     row = []
     for phase_x in range(stride):
-      pairs = [(dy, ty, dx, tx) for dy, ty in used(phase_y) for dx, tx in used(phase_x)]
-      if not pairs:  # a kernel narrower than the stride leaves this phase at zero
+      if span(phase_y) is None or span(phase_x) is None:  # a kernel narrower than the stride: zero
         row.append(jnp.zeros((n, height, width, kernel.shape[-1]), x.dtype))
         continue
-      patches = jnp.concatenate([padded[:, before + dy:before + dy + height, before + dx:before + dx + width, :]
-                                 for dy, _, dx, _ in pairs], axis=-1)
-      weights = jnp.concatenate([kernel[ty, tx] for _, ty, _, tx in pairs], axis=0)
-      row.append(patches @ weights)
+      (dy, ty, ny), (dx, tx, nx) = span(phase_y), span(phase_x)
+      window = padded[:, before + dy:before + dy + height + ny - 1, before + dx:before + dx + width + nx - 1, :]
+      sub_kernel = kernel[ty:ty + stride * (ny - 1) + 1:stride, tx:tx + stride * (nx - 1) + 1:stride]
+      row.append(im2col.conv(window, sub_kernel, 1, ((0, 0), (0, 0))))
     rows.append(jnp.stack(row, axis=3))  # [N, H, W, s (phase_x), C_out]
   y = jnp.stack(rows, axis=2)  # [N, H, s (phase_y), W, s, C_out]
   return y.reshape(n, height * stride, width * stride, kernel.shape[-1])
