@@ -200,7 +200,12 @@ def apply_smoke(config):
     gan_common.apply_variant(gan, "smoke")
     gan.batch_size = 8
     gan.num_steps = 10
-  config.generators.progan.fade_kimg = config.generators.progan.stable_kimg = 0.016  # 2-step phases
+  # The opt-in StyleGAN2 and ProGAN sections take their standalone :smoke settings (ada_smoke for
+  # StyleGAN2), so their tests' steps compile to the programs of those configs' own smoke runs.
+  style = config.generators.stylegan2
+  style.batch_size, style.r1_interval, style.ada_interval, style.ada_kimg = 16, 4, 2, 1
+  config.generators.progan.batch_size = 16
+  config.generators.progan.fade_kimg = config.generators.progan.stable_kimg = 0.032  # 2-step phases
   vae_common.apply_variant(config.generators.cvae, "smoke")
   config.generators.cvae.batch_size = 8
   # The diffusion models' own :smoke sizes: the denoiser step and sampler then compile to the

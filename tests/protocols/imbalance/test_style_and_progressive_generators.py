@@ -35,18 +35,19 @@ def test_progan_is_an_opt_in_generator_method_that_reaches_the_last_phase():
 def test_method_trains_once_and_generates_each_class(name, tmp_path):
   section = imbalance_config.get_config("smoke").generators[name]
   rng = np.random.default_rng(0)
-  labels = np.repeat(np.arange(3), [16, 8, 8]).astype(np.int32)
+  # Ten classes, as the standalone smoke configs: the steps are then their programs.
+  labels = np.repeat(np.arange(10), [16] + [8] * 9).astype(np.int32)
   images = rng.integers(0, 256, (labels.size, 28, 28, 1)).astype(np.uint8)
-  data = generators.Data(images, labels, num_classes=3, seed=0, num_devices=jax.device_count())
+  data = generators.Data(images, labels, num_classes=10, seed=0, num_devices=jax.device_count())
   method = generators.GENERATORS[name]
   assert not method.per_class
   method.validate(section, data.image_shape, data.num_classes, data.num_devices, f"generators.{name}.")
   layout = layout_lib.Layout(str(tmp_path))
-  (stage,) = method.stages(section, layout, data, range(3))
+  (stage,) = method.stages(section, layout, data, range(10))
   record = stage.run()
   assert record["step"] == section.num_steps
-  model = method.load(section, layout, data, range(3))
-  assert model.classes == (0, 1, 2)
+  model = method.load(section, layout, data, range(10))
+  assert model.classes == tuple(range(10))
   first = model.generate(2, 5, jax.random.PRNGKey(1))
   assert first.shape == (5, 28, 28, 1) and first.dtype == np.uint8
   np.testing.assert_array_equal(model.generate(2, 5, jax.random.PRNGKey(1)), first)  # same key, same images
