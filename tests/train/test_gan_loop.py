@@ -11,26 +11,15 @@ from experiments.configs import variants
 from gan_jax import metric_writer
 from gan_jax.train import gan_loop
 from gan_jax.train import nonfinite
+from gan_runs import train as run
+from gan_runs import without_timing
 
 CONFIGS = ["mlp_gan_mnist", "dcgan_mnist", "cgan_mnist", "acgan_mnist", "wgan_gp_mnist", "dcgan_cifar10"]
 REQUIRED_KEYS = {"step", "d_loss", "g_loss", "d_real", "d_fake", "images_per_sec"}
-TIMING_KEYS = {"images_per_sec"}
 
 
 def smoke_config(name, **overrides):
   return variants.load(name, "smoke", **overrides)
-
-
-def run(config, workdir, idx_dir):
-  if config.dataset == "cifar10":
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    with tfds.testing.mock_data(num_examples=64):
-      return gan_loop.train_gan(config, str(workdir), idx_dir=None)
-  return gan_loop.train_gan(config, str(workdir), idx_dir=str(idx_dir))
-
-
-def without_timing(records):
-  return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -14,9 +14,9 @@ from gan_jax import parallel
 from gan_jax.models import progan_gan
 from gan_jax.train import gan_loop
 from gan_jax.train import gan_step
+from gan_runs import without_timing
 
 BATCH = 16
-TIMING_KEYS = {"images_per_sec"}
 
 
 def setup(stage=1, fade_start=2, fade_steps=4):
@@ -95,10 +95,6 @@ def test_sharded_fading_step_matches_one_device():
   assert jax.device_count() > 1
   chex.assert_trees_all_close(single_hist, sharded_hist, rtol=1e-4, atol=1e-5)
   chex.assert_trees_all_close(single_state, sharded_state, rtol=1e-4, atol=5e-5)
-
-
-def without_timing(records):
-  return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
 def test_progan_smoke_grows_through_every_phase_and_resumes_exactly_inside_a_fade(tmp_path, idx_dir):

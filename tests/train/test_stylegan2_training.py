@@ -16,21 +16,10 @@ from gan_jax import ada
 from gan_jax import metric_writer
 from gan_jax import parallel
 from gan_jax.train import gan_loop
+from gan_runs import train
+from gan_runs import without_timing
 
 IMAGE_SHAPE = (28, 28, 1)
-TIMING_KEYS = {"images_per_sec"}
-
-
-def train(config, workdir, idx_dir):
-  if config.dataset == "cifar10":
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    with tfds.testing.mock_data(num_examples=64):
-      return gan_loop.train_gan(config, str(workdir), idx_dir=None)
-  return gan_loop.train_gan(config, str(workdir), idx_dir=str(idx_dir))
-
-
-def without_timing(records):
-  return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
 def test_ada_smoke_trains_with_r1_and_ada_and_resumes_exactly(tmp_path, idx_dir):
