@@ -16,6 +16,7 @@ import ml_collections
 
 from experiments.configs import diffusion_common
 from experiments.configs import gan_common
+from experiments.configs import progan_mnist
 from experiments.configs import stylegan2_common
 from experiments.configs import vae_common
 from experiments.configs import variants
@@ -195,17 +196,16 @@ def apply_smoke(config):
   config.validation_per_class = 5
   config.evaluator_steps = 30
   config.cas_steps = 30
-  for gan in (config.generators.dcgan, config.generators.cgan, config.generators.acgan,
-              config.generators.stylegan2, config.generators.progan):
+  for gan in (config.generators.dcgan, config.generators.cgan, config.generators.acgan):
     gan_common.apply_variant(gan, "smoke")
     gan.batch_size = 8
-    gan.num_steps = 10
   # The opt-in StyleGAN2 and ProGAN sections take their standalone :smoke settings (ada_smoke for
   # StyleGAN2), so their tests' steps compile to the programs of those configs' own smoke runs.
-  style = config.generators.stylegan2
-  style.batch_size, style.r1_interval, style.ada_interval, style.ada_kimg = 16, 4, 2, 1
-  config.generators.progan.batch_size = 16
-  config.generators.progan.fade_kimg = config.generators.progan.stable_kimg = 0.032  # 2-step phases
+  stylegan2_common.apply_smoke(config.generators.stylegan2)
+  progan_mnist.apply_smoke(config.generators.progan)
+  for gan in (config.generators.dcgan, config.generators.cgan, config.generators.acgan,
+              config.generators.stylegan2, config.generators.progan):
+    gan.num_steps = 10
   vae_common.apply_variant(config.generators.cvae, "smoke")
   config.generators.cvae.batch_size = 8
   # The diffusion models' own :smoke sizes: the denoiser step and sampler then compile to the

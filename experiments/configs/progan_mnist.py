@@ -28,8 +28,12 @@ def get_config(variant=None):
     config.fade_kimg = config.stable_kimg = 48.0  # 750 steps each: the 32x32 phase starts at step 3,750
     config.num_steps = 12_000
   if variant == "smoke":
-    gan_common.apply_variant(config, "smoke")
+    apply_smoke(config)
     config.num_steps = 24
-    # 16 images a step: phases start at steps 2, 6, 10 (a 2-step stable part, then 2-step fades).
-    config.fade_kimg = config.stable_kimg = 0.032
   return config
+
+
+def apply_smoke(config):
+  """The smoke sizes; 16 images a step: phases start at steps 2, 6, 10 (a 2-step stable part, then 2-step fades)."""
+  gan_common.apply_variant(config, "smoke")
+  config.fade_kimg = config.stable_kimg = 0.032

@@ -43,8 +43,13 @@ def get_config(dataset: str, variant: str | None, *, width: int = 32,
   if variant.startswith("ada"):
     config.ada_target = 0.6
   if variant.endswith("smoke"):
-    gan_common.apply_variant(config, "smoke")
-    config.r1_interval = 4
-    config.ada_interval = 2
-    config.ada_kimg = 1  # p visibly moves within the 20 steps
+    apply_smoke(config)
   return config
+
+
+def apply_smoke(config: ml_collections.ConfigDict) -> None:
+  """The smoke sizes, with R1 and p updates that fire within a few steps."""
+  gan_common.apply_variant(config, "smoke")
+  config.r1_interval = 4
+  config.ada_interval = 2
+  config.ada_kimg = 1  # p visibly moves within the 20 steps
