@@ -30,14 +30,15 @@ def test_adaptive_weight_is_the_clipped_ratio_of_gradient_norms(a, b, expected):
 def test_output_kernel_is_the_layer_that_writes_the_image():
   model = kl_autoencoder.KLAutoencoder(IMAGE_SHAPE, 2, (8, 16))
   key = jax.random.PRNGKey(0)
-  params = model.init(key, jnp.zeros((1,) + IMAGE_SHAPE), key)["params"]
+  # Jitted: run op by op, init and decode compile a hundred one-op programs.
+  params = jax.jit(model.init)(key, jnp.zeros((1,) + IMAGE_SHAPE), key)["params"]
   kernel = kl_autoencoder.output_kernel(params)
   assert kernel.shape[-1] == IMAGE_SHAPE[-1]
   # With that kernel zeroed, every decoded pixel is the layer's bias: no earlier layer reaches the output.
   zeroed = jax.tree.map(lambda x: x, params)
   last = [k for k, v in zeroed["decoder"].items() if v.get("kernel") is kernel][0]
   zeroed["decoder"][last] = {"kernel": jnp.zeros_like(kernel), "bias": jnp.full_like(zeroed["decoder"][last]["bias"], 0.3)}
-  out = model.apply({"params": zeroed}, jax.random.normal(key, (2, 3, 3, 2)), method=model.decode)
+  out = jax.jit(lambda p, z: model.apply({"params": p}, z, method=model.decode))(zeroed, jax.random.normal(key, (2, 3, 3, 2)))
   chex.assert_trees_all_close(out, jnp.full_like(out, 0.3))
 
 
@@ -48,8 +49,8 @@ def setup():
   critic = translation.PatchDiscriminator(8, 1)
   tx, critic_tx = optax.adam(1e-3), optax.adam(1e-3, b1=0.5, b2=0.9)
   key = jax.random.PRNGKey(0)
-  params = model.init(key, jnp.zeros((1,) + IMAGE_SHAPE), key)["params"]
-  critic_params = critic.init(jax.random.PRNGKey(1), jnp.zeros((1,) + IMAGE_SHAPE))["params"]
+  params = jax.jit(model.init)(key, jnp.zeros((1,) + IMAGE_SHAPE), key)["params"]
+  critic_params = jax.jit(critic.init)(jax.random.PRNGKey(1), jnp.zeros((1,) + IMAGE_SHAPE))["params"]
   plain = steps.init_state(params, tx, jax.random.PRNGKey(2))
   state = steps.AdversarialTrainState(**vars(plain), critic_params=critic_params,
                                       critic_opt_state=critic_tx.init(critic_params))
@@ -85,10 +86,16 @@ def test_from_the_start_step_the_loss_adds_the_weighted_generator_term(setup):
     rec, _, _ = model.apply({"params": params}, images, key)
     return losses.hinge_generator_loss(critic.apply({"params": state.critic_params}, rec))
 
-  weight = 0.5 * steps.adaptive_weight(kl_autoencoder.output_kernel(jax.grad(nll)(state.params)),
-                                       kl_autoencoder.output_kernel(jax.grad(g_loss)(state.params)))
+  # The reference terms as one program: op by op they compile some 300 one-op programs.
+  @jax.jit
+  def reference(params):
+    weight = 0.5 * steps.adaptive_weight(kl_autoencoder.output_kernel(jax.grad(nll)(params)),
+                                         kl_autoencoder.output_kernel(jax.grad(g_loss)(params)))
+    return weight, nll(params) + weight * g_loss(params)
+
+  weight, loss = reference(state.params)
   np.testing.assert_allclose(metrics["disc_weight"], weight, rtol=1e-4)
-  np.testing.assert_allclose(metrics["loss"], nll(state.params) + weight * g_loss(state.params), rtol=1e-5)
+  np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
   assert float(metrics["d_loss"]) > 0
   expected, _ = plain_step(plain, batch)
   assert not np.allclose(kl_autoencoder.output_kernel(new.params), kl_autoencoder.output_kernel(expected.params))
@@ -98,16 +105,17 @@ def test_from_the_start_step_the_loss_adds_the_weighted_generator_term(setup):
 def test_adversarial_step_sharded_over_8_devices_equals_one_device(setup):
   _, _, _, state, _, batch, step, _, _ = setup
   host_state, host_batch = jax.device_get((state, batch))
-  results = []
-  for devices in (jax.devices(), jax.devices()[:1]):
-    mesh = parallel.make_mesh(devices)
-    run = parallel.data_parallel_jit(step, mesh)
-    new = parallel.replicate(host_state, mesh)
-    for _ in range(2):
-      new, metrics = run(new, parallel.shard_batch(host_batch, mesh))
-    results.append(jax.device_get((new.params, new.critic_params, metrics["loss"])))
-  assert jax.device_count() == 8
-  chex.assert_trees_all_close(results[0], results[1], atol=2e-5, rtol=2e-5)
+  mesh = parallel.make_mesh(jax.devices())
+  run = parallel.data_parallel_jit(step, mesh)
+  sharded = parallel.replicate(host_state, mesh)
+  one_device = state  # on one device, through the module's jitted step (its program is compiled once)
+  for _ in range(2):
+    sharded, metrics = run(sharded, parallel.shard_batch(host_batch, mesh))
+    one_device, one_metrics = jax.jit(step)(one_device, batch)
+  assert jax.device_count() == 8 and len(jax.tree.leaves(sharded.params)[0].sharding.device_set) == 8
+  chex.assert_trees_all_close(jax.device_get((sharded.params, sharded.critic_params, metrics["loss"])),
+                              jax.device_get((one_device.params, one_device.critic_params, one_metrics["loss"])),
+                              atol=2e-5, rtol=2e-5)
 
 
 def test_the_two_phases_equal_the_one_program_step_and_are_picked_by_the_step(setup):

@@ -31,20 +31,25 @@ def test_every_phase_reads_the_last_phase_parameters_and_writes_the_data_shape()
   last = _gan(None)
   assert last.stage == 3 and last.z_dim == 16
   z, labels = jax.random.normal(jax.random.PRNGKey(0), (4, last.z_dim)), jnp.arange(4)
-  g_vars = last.generator.init(jax.random.PRNGKey(1), z, labels)
+  g_vars = jax.jit(last.generator.init)(jax.random.PRNGKey(1), z, labels)
   images = jnp.zeros((4, 28, 28, 1))
-  d_vars = last.discriminator.init(jax.random.PRNGKey(2), images, labels)
+  d_vars = jax.jit(last.discriminator.init)(jax.random.PRNGKey(2), images, labels)
   for stage in range(4):
     gan = _gan(stage)
-    fake = gan.generator.apply(g_vars, z, labels)
+
+    @jax.jit  # one program per phase: op by op, the four phases compile some 200 one-op programs
+    def phase(g_vars, d_vars, gan=gan, stage=stage):
+      fake = gan.generator.apply(g_vars, z, labels)
+      drawn = progan.Generator(gan.generator.widths, 1, 10).apply({"params": g_vars["params"]["net"]}, z, stage, 1.0,
+                                                                  labels)
+      return fake, gan.discriminator.apply(d_vars, fake, labels), drawn
+
+    fake, (logits, aux), drawn = phase(g_vars, d_vars)
     chex.assert_shape(fake, (4, 28, 28, 1))
-    logits, aux = gan.discriminator.apply(d_vars, fake, labels)
     chex.assert_shape(logits, (4,))
     assert aux is None
     # The phase draws at 4 << stage and is up-sampled: blocks of equal pixels of that size.
     block = 32 // (4 << stage)
-    drawn = progan.Generator(gan.generator.widths, 1, 10).apply({"params": g_vars["params"]["net"]}, z, stage, 1.0,
-                                                                labels)
     full = jnp.repeat(jnp.repeat(drawn, block, axis=1), block, axis=2)
     chex.assert_trees_all_close(fake, full[:, 2:30, 2:30], atol=1e-6)
 
