@@ -60,7 +60,7 @@ class Settings:
                  width=8, peak_size=128, data_examples=64, torch_compile=False, bf16_sweep=False,
                  stacked=(("classifier", 3, 8), ("dcgan_mnist", 2, 8)),
                  imbalance_config=configs("smoke")[0], imbalance_methods=imbalance_methods or "none,cgan",
-                 imbalance_seeds=1, singan_config=configs("smoke")[1], idx_dir=idx_dir)
+                 imbalance_seeds=1, singan_config=_one_chunk_per_scale(configs("smoke")[1]), idx_dir=idx_dir)
     on_cpu = jax.devices()[0].platform == "cpu"
     return cls(tiny=False, torch=torch, models=models, batch_size=128, sweep_batches=(4096,), steps=20, warmup=5,
                width=0, peak_size=2048 if on_cpu else 8192, data_examples=60_000, torch_compile=torch_compile, bf16_sweep=True,
@@ -69,6 +69,13 @@ class Settings:
                stacked=(("classifier", 5, 128), ("classifier", 30, 128), ("dcgan_mnist", 10, 64)),
                imbalance_config=configs("")[0], imbalance_methods=imbalance_methods,
                imbalance_seeds=imbalance_seeds, singan_config=configs("")[1], idx_dir=idx_dir)
+
+
+def _one_chunk_per_scale(config):
+  """A SinGAN config training one compiled chunk per scale: every scale and output, a third of :smoke's steps."""
+  config = config.copy_and_resolve_references()
+  config.iters_per_scale = config.chunk_size
+  return config
 
 
 def _options(settings: Settings, model: str, batch: int, dtype: str, time_parts: bool = True) -> step_benchmark.Options:
