@@ -373,7 +373,7 @@ def test_the_sample_entrypoints_filter_is_the_runs_threshold_classifier_and_roun
   config, workdir, _ = smoke
   generator = sampling.load(fs.join(workdir, "generators", "cgan"))
   confidence, threshold, rounds = sampling.benchmark_filter(workdir, generator)
-  assert (threshold, rounds) == (config.filter_confidence, config.filter_rounds) == (0.1, 3)
+  assert (threshold, rounds) == (config.filter_confidence, config.filter_rounds) == (0.1, 2)
   calls = []
 
   def rejecting(images, c):  # the run's classifier, then nothing accepted: every round is drawn
