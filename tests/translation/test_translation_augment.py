@@ -65,7 +65,8 @@ def test_test_time_dropout_draws_from_its_key_and_is_off_by_default():
   translator = step_lib.build_translator("pix2pix", side=SIDE, channels_a=1, channels_b=1, width_g=4, width_d=4,
                                          patch_size=16)
   tx = step_lib.make_optimizer(1e-3, 0.5, 0.999, num_steps=2, decay_steps=1)
-  state = step_lib.init_state(translator, tx, tx, jax.random.PRNGKey(0), pool_size=0)
+  # Jitted: op by op, the init compiles some hundred one-op programs.
+  state = jax.jit(lambda key: step_lib.init_state(translator, tx, tx, key, pool_size=0))(jax.random.PRNGKey(0))
   images = np.random.default_rng(0).integers(0, 255, (6, SIDE, SIDE, 1)).astype(np.uint8)
   plain = train.make_translate_fn(translator, "ab", 4)
   np.testing.assert_array_equal(plain(state.g_params, images), plain(state.g_params, images))
