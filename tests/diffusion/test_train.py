@@ -42,7 +42,7 @@ def test_the_discriminator_starts_at_its_step_and_its_checkpoint_holds_the_train
   assert records[0]["d_loss"] == 0.0 and records[1]["d_loss"] > 0 and records[1]["disc_weight"] > 0
   # The checkpoint holds the critic as trained (a rerun resumes both players), not as initialised.
   programs = train.build(config, (28, 28, 1), 10)
-  template = train._first_stage_init(programs, config.seed)  # pylint: disable=protected-access
+  template = jax.jit(lambda: train._first_stage_init(programs, config.seed))()  # pylint: disable=protected-access
   restored = train._restore(template, os.path.join(workdir, "first_stage"))  # pylint: disable=protected-access
   assert int(restored.step) == 6
   assert not np.allclose(restored.critic_params["logits"]["kernel"], template.critic_params["logits"]["kernel"])
