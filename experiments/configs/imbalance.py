@@ -179,7 +179,7 @@ def apply_smoke(config):
   # The 30-step filter CNN is near chance (probabilities about 0.1): 0.1 keeps part of each draw, so
   # the smoke run exercises acceptance and redrawing instead of 8 rounds that accept nothing.
   config.filter_confidence = 0.1
-  config.filter_rounds = 2  # one redraw exercises redrawing; more rounds of the untrained smoke generators only cost time
+  config.filter_rounds = 2  # one redraw exercises redrawing; more rounds of the untrained generators only cost time
   config.profile = "100,50,40,30,25,20,15,12,10,8"
   config.test_profile = "50,30,20,15,10,8,6,5,4,3"
   config.test_examples = 1_000

@@ -38,7 +38,8 @@ def test_output_kernel_is_the_layer_that_writes_the_image():
   zeroed = jax.tree.map(lambda x: x, params)
   last = [k for k, v in zeroed["decoder"].items() if v.get("kernel") is kernel][0]
   zeroed["decoder"][last] = {"kernel": jnp.zeros_like(kernel), "bias": jnp.full_like(zeroed["decoder"][last]["bias"], 0.3)}
-  out = jax.jit(lambda p, z: model.apply({"params": p}, z, method=model.decode))(zeroed, jax.random.normal(key, (2, 3, 3, 2)))
+  decode = jax.jit(lambda p, z: model.apply({"params": p}, z, method=model.decode))
+  out = decode(zeroed, jax.random.normal(key, (2, 3, 3, 2)))
   chex.assert_trees_all_close(out, jnp.full_like(out, 0.3))
 
 

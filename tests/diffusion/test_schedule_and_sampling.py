@@ -139,8 +139,9 @@ def test_denoiser_step_sharded_over_8_devices_equals_one_device():
   denoiser = unet.ConditionalDenoiser(num_classes=3, out_channels=1, widths=(8, 16), heads=2, context_dim=8)
   schedule, tx = schedule_lib.cosine(50), optax.adam(1e-3)
   step = steps.make_denoiser_step(denoiser, tx, schedule, steps.DenoiserConfig(), num_classes=3)
-  params = jax.device_get(jax.jit(denoiser.init)(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32),
-                                        jnp.zeros((1,), jnp.int32))["params"])  # host copy: each mesh gets its own
+  init = jax.jit(denoiser.init)  # one program: op by op, the init compiles some 200 one-op programs
+  params = jax.device_get(init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32),
+                               jnp.zeros((1,), jnp.int32))["params"])  # host copy: each mesh gets its own
   batch = {"image": jax.random.uniform(jax.random.PRNGKey(1), (16, 8, 8, 1), minval=-1, maxval=1),
            "label": jnp.arange(16) % 3}
   results = []
@@ -166,11 +167,13 @@ def test_latent_denoiser_step_takes_the_first_stage_as_an_argument_and_compiles_
   denoiser = unet.ConditionalDenoiser(num_classes=3, out_channels=2, widths=(8,), heads=1, context_dim=4)
   schedule, tx = schedule_lib.linear(20), optax.sgd(0.0)
   images = jax.random.uniform(jax.random.PRNGKey(1), (8, 8, 8, 1), minval=-1, maxval=1)
-  first_stages = [{"params": jax.jit(autoencoder.init)(jax.random.PRNGKey(seed), images[:1], jax.random.PRNGKey(seed))["params"],
+  init_first_stage = jax.jit(autoencoder.init)
+  first_stages = [{"params": init_first_stage(jax.random.PRNGKey(seed), images[:1], jax.random.PRNGKey(seed))["params"],
                    "scale": jnp.float32(s)}
                   for seed, s in ((0, 1.0), (1, 2.0))]
   latents = jnp.zeros((1, 4, 4, 2))
-  params = jax.jit(denoiser.init)(jax.random.PRNGKey(0), latents, jnp.zeros((1,), jnp.int32), jnp.zeros((1,), jnp.int32))["params"]
+  params = jax.jit(denoiser.init)(jax.random.PRNGKey(0), latents, jnp.zeros((1,), jnp.int32),
+                                  jnp.zeros((1,), jnp.int32))["params"]
   mesh = parallel.make_mesh(jax.devices()[:1])
   train = parallel.data_parallel_jit(
       # v-prediction: with the U-Net's zero-initialised output the loss then depends on the latents.
@@ -197,7 +200,7 @@ def _tiny_denoiser_step(dropout_rate):
                                       dropout_rate=dropout_rate)
   tx = optax.adam(1e-3)
   params = jax.jit(denoiser.init)(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32),
-                         jnp.zeros((1,), jnp.int32))["params"]
+                                  jnp.zeros((1,), jnp.int32))["params"]
   # Away from the zero-initialised output layers, so that the prediction depends on every block.
   leaves, treedef = jax.tree.flatten(params)
   params = treedef.unflatten([p + 0.1 * jax.random.normal(jax.random.PRNGKey(i), p.shape) for i, p in enumerate(leaves)])
