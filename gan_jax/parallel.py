@@ -7,13 +7,17 @@ step computes on the same global batch.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import contextlib
+import contextvars
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+_MESH_DEVICES: contextvars.ContextVar[tuple[jax.Device, ...] | None] = contextvars.ContextVar(
+    "gan_jax_mesh_devices", default=None)
 
 
 def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -28,9 +32,33 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
   jax.distributed.initialize(**kwargs)
 
 
+@contextlib.contextmanager
+def use_devices(devices: Sequence[jax.Device]) -> Iterator[None]:
+  """Runs started inside the context build their mesh over `devices` only, not over every device.
+
+  For runs that share one host's devices, and for tests: on a CPU, a small run on 8 fake devices
+  spends much of its time dispatching 8 shards to 2 cores, and the sharding tests need those 8.
+  Every process of a multi-process run must pass the same global devices.
+  """
+  devices = tuple(devices)
+  if not devices:
+    raise ValueError("use_devices needs at least one device")
+  token = _MESH_DEVICES.set(devices)
+  try:
+    yield
+  finally:
+    _MESH_DEVICES.reset(token)
+
+
+def mesh_devices() -> list[jax.Device]:
+  """The devices a run's mesh spans: every device of every process, or those of the enclosing `use_devices`."""
+  chosen = _MESH_DEVICES.get()
+  return jax.devices() if chosen is None else list(chosen)
+
+
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh named ('data',) over `devices` (all devices of all processes by default)."""
-  devices = jax.devices() if devices is None else list(devices)
+  """A 1-D mesh named ('data',) over `devices` (by default `mesh_devices()`: all devices of all processes)."""
+  devices = mesh_devices() if devices is None else list(devices)
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 

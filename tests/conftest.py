@@ -46,6 +46,24 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 _DEFAULT_IDX_DIR = REPO_ROOT.parent / "shared" / "datasets"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def mesh_devices(request):
+  """A module that sets MESH_DEVICES = n runs its meshes over the first n of the 8 devices.
+
+  For modules of end-to-end runs whose assertions do not depend on the device count: on 2
+  cores, 8 fake devices make a small run's execution markedly slower (the translation smoke
+  runs up to 2.5x). Module-scoped and autouse, so it encloses the module's run fixtures.
+  """
+  count = getattr(request.module, "MESH_DEVICES", None)
+  if count is None:
+    yield None
+    return
+  import jax  # pylint: disable=g-import-not-at-top  # after XLA_FLAGS is set above
+  from gan_jax import parallel  # pylint: disable=g-import-not-at-top
+  with parallel.use_devices(jax.devices()[:count]):
+    yield count
+
+
 @pytest.fixture(scope="session")
 def idx_dir() -> pathlib.Path:
   """Folder with the real MNIST / Fashion-MNIST IDX files (GAN_JAX_IDX_DIR or ../shared/datasets)."""

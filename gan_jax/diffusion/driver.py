@@ -15,6 +15,7 @@ import numpy as np
 from gan_jax import fs
 from gan_jax import images as images_lib
 from gan_jax import metric_writer
+from gan_jax import parallel
 from gan_jax.data import sources
 from gan_jax.data import splits
 from gan_jax.diffusion import train
@@ -27,7 +28,7 @@ TRAJECTORY_FRAMES = 8
 
 def validate_config(config: ml_collections.ConfigDict) -> sources.DatasetInfo:
   info = sources.get_dataset_info(sources.DataSource.from_config(config))
-  train.validate_training(config, info.image_shape, info.num_classes, jax.device_count())
+  train.validate_training(config, info.image_shape, info.num_classes, len(parallel.mesh_devices()))
   return info
 
 

@@ -114,7 +114,7 @@ def validate_config(config: ml_collections.ConfigDict) -> sources.DatasetInfo:
   checks.one_of(config.loss, sorted(losses.ADVERSARIAL_LOSSES), "loss")
   info = sources.get_dataset_info(sources.DataSource.from_config(config))
   parse_train_classes(config.train_classes, info.num_classes)
-  validate_training(config, info.image_shape, info.num_classes, jax.device_count())
+  validate_training(config, info.image_shape, info.num_classes, len(parallel.mesh_devices()))
   return info
 
 

@@ -198,7 +198,7 @@ def validate_config(config: ml_collections.ConfigDict) -> sources.DatasetInfo:
   """Checks a standalone autoencoder config; returns the data set's info."""
   checks.one_of(config.model, autoencoders.AUTOENCODER_MODELS, "model")
   info = sources.get_dataset_info(sources.DataSource.from_config(config))
-  validate_training(config, config.model, info.image_shape, info.num_classes, jax.device_count())
+  validate_training(config, config.model, info.image_shape, info.num_classes, len(parallel.mesh_devices()))
   return info
 
 

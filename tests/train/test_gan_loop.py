@@ -14,6 +14,10 @@ from gan_jax.train import nonfinite
 from gan_runs import train as run
 from gan_runs import without_timing
 
+# End-to-end runs: their assertions do not depend on the device count (see conftest.mesh_devices);
+# the sharding tests use all 8 devices.
+MESH_DEVICES = 2
+
 CONFIGS = ["mlp_gan_mnist", "dcgan_mnist", "cgan_mnist", "acgan_mnist", "wgan_gp_mnist", "dcgan_cifar10"]
 REQUIRED_KEYS = {"step", "d_loss", "g_loss", "d_real", "d_fake", "images_per_sec"}
 
@@ -83,7 +87,7 @@ def test_workdir_with_a_different_config_is_refused(tmp_path, idx_dir):
     ("model", "biggan", "Unknown model 'biggan'"),
     ("loss", "kl", "Unknown loss 'kl'"),
     ("dataset", "svhn", "Unknown dataset 'svhn'"),
-    ("batch_size", 12, "not divisible by the number of devices"),
+    ("batch_size", 13, "not divisible by the number of devices"),
     ("on_nonfinite", "ignore", "Unknown on_nonfinite 'ignore'"),
     ("num_steps", 0, "num_steps must be a positive integer"),
     ("g_ema_decay", 1.0, "g_ema_decay must lie in"),

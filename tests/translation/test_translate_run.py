@@ -16,6 +16,10 @@ from gan_jax import checkpoint
 from gan_jax.translation import data as data_lib
 from gan_jax.translation import train
 
+# End-to-end runs: their assertions do not depend on the device count (see conftest.mesh_devices);
+# the sharding tests use all 8 devices.
+MESH_DEVICES = 2
+
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -21,6 +21,7 @@ import numpy as np
 from gan_jax import evaluation
 from gan_jax import fs
 from gan_jax import images as images_lib
+from gan_jax import parallel
 from gan_jax import workdir as workdir_lib
 from gan_jax.protocols.imbalance import layout as layout_lib
 from gan_jax.protocols.imbalance import methods as methods_lib
@@ -48,12 +49,13 @@ def versions() -> dict[str, str]:
   import imblearn  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   import sklearn  # pylint: disable=g-import-not-at-top
-  device = jax.devices()[0]
+  devices = parallel.mesh_devices()  # what the run's mesh spans
+  device = devices[0]
   return {"python": sys.version.split()[0], "jax": jax.__version__, "flax": flax.__version__,
           "optax": optax.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__,
           "imbalanced-learn": imblearn.__version__, "platform": platform.platform(),
           "processor": platform.processor() or platform.machine(), "cpu_count": str(os.cpu_count()),
-          "device": f"{jax.device_count()} x {device.platform} {getattr(device, 'device_kind', '')}".strip()}
+          "device": f"{len(devices)} x {device.platform} {getattr(device, 'device_kind', '')}".strip()}
 
 
 def summarize_method(runs: Sequence[dict], baseline_runs: Sequence[dict] | None, test_sets: Sequence[str]) -> dict:

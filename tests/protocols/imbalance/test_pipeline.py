@@ -19,6 +19,8 @@ from gan_jax.protocols.imbalance import pipeline
 from gan_jax.protocols.imbalance import report
 
 
+# End-to-end runs: their assertions do not depend on the device count (see conftest.mesh_devices).
+MESH_DEVICES = 2
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 NAMES = methods.parse_methods(imbalance_config.get_config("smoke").methods)
 RECORDS = {n: methods.get_method(n) for n in NAMES}
@@ -238,7 +240,7 @@ def test_a_run_in_a_bucket_writes_only_there_and_equals_the_local_run(smoke, gcs
 @pytest.mark.parametrize("field, value, message", [
     ("generators.cgan.loss", "nosuch", "Unknown generators.cgan.loss 'nosuch'; choose one of: hinge"),
     ("generators.cvae.latent_dim", 0, "config.generators.cvae.latent_dim must be a positive integer, got 0"),
-    ("generators.dcgan.batch_size", 12, "generators.dcgan.batch_size=12 is not divisible by the number of devices"),
+    ("generators.dcgan.batch_size", 13, "generators.dcgan.batch_size=13 is not divisible by the number of devices"),
     ("generators.acgan.model", "cgan", "config.generators.acgan.model must be 'acgan'"),
     ("generators.cgan.conditioning", "film", "Unknown conditioning 'film'"),
     ("classifier.dropout_rate", 1.0, r"config.classifier.dropout_rate must lie in \[0, 1\)"),
