@@ -79,11 +79,12 @@ def test_batchnorm_statistics_use_the_global_batch():
 
 
 def test_d_steps_discriminator_updates_per_generator_update():
-  _, step_fn, state = setup("wgan_gp", "wasserstein", 3, 10.0)
-  state, _ = jax.jit(step_fn)(state, make_batch(0, 3))
-  assert int(state.step) == 1
-  assert int(state.d_opt_state[0].count) == 3
-  assert int(state.g_opt_state[0].count) == 1
+  # The sharded test's WGAN-GP case (2 critic updates per step) and its one-device program.
+  _, step_fn, state = setup("wgan_gp", "wasserstein", 2, 10.0, augment="cutout")
+  state, _ = run(step_fn, state, parallel.make_mesh(jax.devices()[:1]), 2)
+  assert int(state.step) == 2
+  assert int(state.d_opt_state[0].count) == 4
+  assert int(state.g_opt_state[0].count) == 2
 
 
 def test_batch_with_wrong_number_of_minibatches_is_rejected():
@@ -94,20 +95,21 @@ def test_batch_with_wrong_number_of_minibatches_is_rejected():
 
 def test_step_is_deterministic_and_noise_depends_on_step():
   _, step_fn, state = setup("dcgan", "non_saturating", 1, 0.0)
+  mesh = parallel.make_mesh(jax.devices()[:1])
   step = chex.assert_max_traces(step_fn, n=1)
-  jitted = jax.jit(step)
-  batch = make_batch(0, 1)
-  _, m1 = jitted(state, batch)
-  _, m2 = jitted(state, batch)
-  chex.assert_trees_all_equal(jax.device_get(m1), jax.device_get(m2))
+  jitted = parallel.data_parallel_jit(step, mesh, batch_axis=1)  # the sharded test's one-device program
+  batch = parallel.shard_batch(make_batch(0, 1), mesh, batch_axis=1)
+  metrics = lambda s: jax.device_get(jitted(parallel.replicate(jax.device_get(s), mesh), batch)[1])
+  m1, m2 = metrics(state), metrics(state)
+  chex.assert_trees_all_equal(m1, m2)
   # Same parameters and batch but a later step number: fresh noise, different losses.
-  _, m3 = jitted(state.replace(step=state.step + 5), batch)
+  m3 = metrics(state.replace(step=state.step + 5))
   assert float(m1["g_loss"]) != float(m3["g_loss"])
 
 
 def test_acgan_metrics_include_auxiliary_terms():
-  _, step_fn, state = setup("acgan", "non_saturating", 1, 0.0)
-  _, metrics = jax.jit(step_fn)(state, make_batch(0, 1))
+  _, step_fn, state = setup(*FAMILIES[3])  # the sharded test's ACGAN case and its one-device program
+  _, (metrics, _) = run(step_fn, state, parallel.make_mesh(jax.devices()[:1]), 1)
   for key in ("d_aux_real", "d_aux_fake", "g_aux", "d_class_accuracy"):
     assert key in metrics
   # d_loss = adversarial + aux_real + aux_fake (aux_weight 1).
@@ -201,9 +203,15 @@ def test_augment_policy_transforms_what_the_discriminator_sees():
   loss = lambda images, k, p: gan_step.generator_loss(images, state.d_params, labels, k, gan=gan,
                                                       cfg=gan_step.StepConfig(augment=p))[1]
   augment_key, dropout_key = jax.random.split(key)
-  by_hand = loss(augment.diff_augment(fake, augment_key, policy), dropout_key, "")
-  chex.assert_trees_all_close(loss(fake, key, policy), by_hand, rtol=1e-5)
-  assert not np.allclose(loss(fake, key, "")["g_loss"], by_hand["g_loss"])
+
+  @jax.jit  # every comparison as one program: op by op they compile some 200 one-op programs
+  def compare(x):
+    by_hand = loss(augment.diff_augment(x, augment_key, policy), dropout_key, "")
+    grad = jax.grad(lambda y: loss(y, key, policy)["g_loss"])(x)
+    return by_hand, loss(x, key, policy), loss(x, key, "")["g_loss"], grad
+
+  by_hand, with_policy, without_policy, grad = compare(fake)
+  chex.assert_trees_all_close(with_policy, by_hand, rtol=1e-5)
+  assert not np.allclose(without_policy, by_hand["g_loss"])
   # G's gradient flows through the transformation.
-  grad = jax.grad(lambda x: loss(x, key, policy)["g_loss"])(fake)
   assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0

@@ -10,6 +10,9 @@ from gan_jax.data import idx
 from gan_jax.train import gan_loop
 from gan_jax.train import stacked_gan_loop
 
+# End-to-end runs: their assertions do not depend on the device count (see conftest.mesh_devices).
+MESH_DEVICES = 2
+
 CLASSES = (3, 7, 9)
 SIZES = (40, 24, 24)  # the first member repeats its class within fewer batches than the others
 

@@ -12,6 +12,8 @@ from gan_jax.protocols.anomaly import protocol
 from gan_jax.protocols.anomaly import report
 from gan_jax.protocols.anomaly import scoring
 
+# End-to-end runs: their assertions do not depend on the device count (see conftest.mesh_devices).
+MESH_DEVICES = 2
 
 
 def test_auroc_edge_cases():

@@ -8,6 +8,9 @@ from gan_jax import fs
 from gan_jax.protocols.imbalance import pipeline
 from gan_jax.protocols.imbalance import report
 
+# End-to-end runs: their assertions do not depend on the device count (see conftest.mesh_devices).
+MESH_DEVICES = 2
+
 
 # Generators on MNIST-sized data are the smoke pipeline's; here every generator section is only
 # validated against the CIFAR-10 shape (a run checks all of them before its first stage).

@@ -12,6 +12,9 @@ from gan_jax.data import splits
 from gan_jax.protocols.imbalance import pipeline
 from gan_jax.protocols.imbalance import validation
 
+# End-to-end runs: their assertions do not depend on the device count (see conftest.mesh_devices).
+MESH_DEVICES = 2
+
 COUNTS = [60, 30, 20, 15, 12, 10, 10, 10, 10, 10]  # already imbalanced, as users bring it
 METHODS = "none,class_weight,random_oversample,logit_adjustment,balanced_softmax"
 
