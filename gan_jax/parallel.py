@@ -38,7 +38,8 @@ def use_devices(devices: Sequence[jax.Device]) -> Iterator[None]:
 
   For runs that share one host's devices, and for tests: on a CPU, a small run on 8 fake devices
   spends much of its time dispatching 8 shards to 2 cores, and the sharding tests need those 8.
-  Every process of a multi-process run must pass the same global devices.
+  Every process of a multi-process run must pass the same global devices. Like JAX's own config
+  contexts, the choice holds in the calling thread (a context variable).
   """
   devices = tuple(devices)
   if not devices:
