@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
@@ -111,6 +111,17 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def abstract_state(init_fn: Callable[..., Any], *args: Any) -> Any:
+  """What `init_fn(*args)` returns as shapes and dtypes on this process's first device: a restore target.
+
+  Traces `init_fn` without compiling or running it (a jitted init compiles a program of
+  several seconds per architecture on CPU only for its values to be overwritten).
+  """
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      jax.eval_shape(init_fn, *args))
 
 
 def _unset_fields(state: Any) -> list[str]:

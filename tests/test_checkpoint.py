@@ -30,6 +30,22 @@ def test_round_trip_restores_exact_state(tmp_path):
   chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state))
 
 
+def test_abstract_state_is_a_restore_target_on_the_first_device(tmp_path):
+  gan = models.build_gan("dcgan", image_shape=(28, 28, 1), num_classes=10, width=8)
+  tx = gan_step.make_optimizer(2e-4, 0.5, 0.999)
+  init = lambda key: gan_step.init_train_state(gan, tx, tx, key, (28, 28, 1))
+  state = make_state().replace(step=jnp.array(3, jnp.int32))
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"), async_save=False)
+  ckpt.save(3, state)
+  abstract = checkpoint.abstract_state(init, jax.random.PRNGKey(5))
+  assert jax.tree.structure(abstract) == jax.tree.structure(state)
+  for leaf, real in zip(jax.tree.leaves(abstract), jax.tree.leaves(state)):
+    assert isinstance(leaf, jax.ShapeDtypeStruct) and (leaf.shape, leaf.dtype) == (real.shape, real.dtype)
+    assert leaf.sharding.device_set == {jax.local_devices()[0]}
+  chex.assert_trees_all_equal(jax.device_get(ckpt.restore(abstract)), jax.device_get(state))
+  ckpt.close()
+
+
 def test_keeps_only_the_last_checkpoints(tmp_path):
   ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"), max_to_keep=2)
   state = make_state()

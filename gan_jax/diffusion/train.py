@@ -306,11 +306,11 @@ def load_sampler(config: ml_collections.ConfigDict, workdir: str, *, image_shape
   the ldm decodes the final latents with its first stage.
   """
   programs = build(config, image_shape, num_classes)
-  state = _restore(jax.jit(lambda: _denoiser_init(programs, 0))(), workdir)
+  state = _restore(checkpoint.abstract_state(lambda: _denoiser_init(programs, 0)), workdir)
   first_stage_params, scale = None, 1.0
   if programs.first_stage is not None:
     folder = fs.join(workdir, FIRST_STAGE)
-    first_stage_params = _restore(jax.jit(lambda: _first_stage_init(programs, 0))(), folder).params
+    first_stage_params = _restore(checkpoint.abstract_state(lambda: _first_stage_init(programs, 0)), folder).params
     scale = float(fs.read_json(fs.join(folder, SCALE_FILE))["latent_scale"])
   return make_sampler(config, programs, state.ema_params, first_stage_params, scale)
 
