@@ -16,6 +16,7 @@ import pytest
 
 from experiments import common
 from benchmarks import step_benchmark as benchmark
+from gan_jax import parallel
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The suite's LLVM level (conftest.FAST_COMPILE_FLAG): these tests check sanity, not speed, and
@@ -223,6 +224,20 @@ def test_steps_per_call_equals_consecutive_single_steps():
   chex.assert_trees_all_close(got, expected, rtol=1e-5, atol=1e-6)
   chex.assert_trees_all_close(metrics, expected_metrics, rtol=1e-5, atol=1e-6)
   assert int(got.step) == 2
+
+
+def test_the_timed_steps_lowering_counts_the_flops_of_the_cpu_lowering():
+  # _measure_jax takes a CPU step's FLOPs from the lowering it times, not from step_flops' own.
+  target, state, batches = _setup("mlp_gan_mnist", abstract=True)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  abstract_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.batch_sharding(
+      mesh, len(target.batch_lead) - 1)), batches[0])
+  abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
+                                state)
+  timed = parallel.data_parallel_jit(target.step_fn, mesh, batch_axis=len(target.batch_lead) - 1).lower(
+      abstract_state, abstract_batch)
+  flops = benchmark.step_flops(target.step_fn, state, batches[0])
+  assert positive_finite(flops) and benchmark.cost_flops(timed) == pytest.approx(flops, rel=1e-6)
 
 
 def _primitives(closed_jaxpr):
