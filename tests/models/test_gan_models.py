@@ -9,6 +9,11 @@ from gan_jax import models
 
 
 def init(gan, image_shape, batch=3):
+  # One jitted program: eager initialisation compiles each primitive of every layer shape apart.
+  return jax.jit(lambda: _init(gan, image_shape, batch))()
+
+
+def _init(gan, image_shape, batch):
   key = jax.random.PRNGKey(0)
   z = jax.random.normal(key, (batch, gan.z_dim))
   labels = jnp.arange(batch, dtype=jnp.int32) % gan.num_classes
@@ -127,7 +132,7 @@ def test_build_gan_errors(kwargs, message):
 @pytest.mark.parametrize("size, d_widths", [(64, [4, 8, 16, 32]), (128, [4, 8, 16, 32, 32])])
 def test_dcgan_families_at_64_and_128_px_for_image_folders(size, d_widths):
   gan = models.build_gan("cgan", image_shape=(size, size, 3), num_classes=3, width=4)
-  z, labels, images, g_vars, d_vars = jax.jit(lambda: init(gan, (size, size, 3), batch=2))()
+  z, labels, images, g_vars, d_vars = init(gan, (size, size, 3), batch=2)
   chex.assert_shape(gan.generator.apply(g_vars, z, labels, train=False), (2, size, size, 3))
   logits, _ = gan.discriminator.apply(d_vars, images, labels, train=False)
   chex.assert_shape(logits, (2,))
