@@ -372,7 +372,8 @@ def load_generator(config: ml_collections.ConfigDict, workdir: str, *, image_sha
   """
   gan = build_gan(config, image_shape, num_classes)
   g_tx, d_tx = build_optimizers(config)
-  template = checkpoint.abstract_state(init_state_fn(config, gan, g_tx, d_tx, tuple(image_shape)), jax.random.PRNGKey(0))
+  template = checkpoint.abstract_state(init_state_fn(config, gan, g_tx, d_tx, tuple(image_shape)),
+                                      jax.random.PRNGKey(0))
   ckpt = checkpoint.Checkpointer(fs.join(workdir, "checkpoints"), async_save=False)
   try:
     state = ckpt.restore(template)
