@@ -34,6 +34,11 @@ def make_batch(step, d_steps, image_shape=(28, 28, 1)):
           "label": rng.integers(0, 10, (d_steps, BATCH)).astype(np.int32)}
 
 
+def one_device():
+  """The single-device mesh the sharded step is compared with: its programs are shared by the tests below."""
+  return parallel.make_mesh(jax.devices()[:1])
+
+
 def run(step_fn, state, mesh, d_steps, num_steps=2):
   jitted = parallel.data_parallel_jit(step_fn, mesh, batch_axis=1)
   state = parallel.replicate(jax.device_get(state), mesh)  # a copy: the step donates its input
@@ -49,13 +54,16 @@ def run(step_fn, state, mesh, d_steps, num_steps=2):
 # global batch (dcgan), the auxiliary head (acgan), label projection with per-example
 # augmentation draws (cgan: translation; wgan_gp: cutout), the gradient penalty over several
 # critic updates (wgan_gp). Colour jitter draws per example as translation does.
+WGAN_GP_CUTOUT = FAMILIES[4] + ("cutout",)
+
+
 @pytest.mark.parametrize("name, loss, d_steps, gp_weight, augment",
                          [FAMILIES[1] + ("",), FAMILIES[3] + ("",), ("cgan", "hinge", 1, 0.0, "translation"),
-                          ("wgan_gp", "wasserstein", 2, 10.0, "cutout")])
+                          WGAN_GP_CUTOUT])
 def test_sharded_step_matches_single_device(name, loss, d_steps, gp_weight, augment):
   assert jax.device_count() == 8, "tests expect 8 fake CPU devices (see conftest.py)"
   _, step_fn, state = setup(name, loss, d_steps, gp_weight, augment=augment)
-  single_state, single_hist = run(step_fn, state, parallel.make_mesh(jax.devices()[:1]), d_steps)
+  single_state, single_hist = run(step_fn, state, one_device(), d_steps)
   sharded_state, sharded_hist = run(step_fn, state, parallel.make_mesh(), d_steps)
   chex.assert_trees_all_close(single_hist, sharded_hist, rtol=1e-4, atol=1e-5)
   # Adam turns a last-bit difference of a near-zero gradient (another reduction order) into up to
@@ -69,7 +77,7 @@ def test_sharded_step_matches_single_device(name, loss, d_steps, gp_weight, augm
 
 def test_batchnorm_statistics_use_the_global_batch():
   _, step_fn, state = setup("dcgan", "non_saturating", 1, 0.0)
-  single_state, _ = run(step_fn, state, parallel.make_mesh(jax.devices()[:1]), 1, num_steps=1)
+  single_state, _ = run(step_fn, state, one_device(), 1, num_steps=1)
   sharded_state, _ = run(step_fn, state, parallel.make_mesh(), 1, num_steps=1)
   assert jax.tree.leaves(single_state.g_batch_stats), "DCGAN generator keeps BatchNorm statistics"
   chex.assert_trees_all_close(single_state.g_batch_stats, sharded_state.g_batch_stats, rtol=1e-5, atol=1e-6)
@@ -80,8 +88,9 @@ def test_batchnorm_statistics_use_the_global_batch():
 
 def test_d_steps_discriminator_updates_per_generator_update():
   # The sharded test's WGAN-GP case (2 critic updates per step) and its one-device program.
-  _, step_fn, state = setup("wgan_gp", "wasserstein", 2, 10.0, augment="cutout")
-  state, _ = run(step_fn, state, parallel.make_mesh(jax.devices()[:1]), 2)
+  *case, augment_policy = WGAN_GP_CUTOUT
+  _, step_fn, state = setup(*case, augment=augment_policy)
+  state, _ = run(step_fn, state, one_device(), 2)
   assert int(state.step) == 2
   assert int(state.d_opt_state[0].count) == 4
   assert int(state.g_opt_state[0].count) == 2
@@ -95,7 +104,7 @@ def test_batch_with_wrong_number_of_minibatches_is_rejected():
 
 def test_step_is_deterministic_and_noise_depends_on_step():
   _, step_fn, state = setup("dcgan", "non_saturating", 1, 0.0)
-  mesh = parallel.make_mesh(jax.devices()[:1])
+  mesh = one_device()
   step = chex.assert_max_traces(step_fn, n=1)
   jitted = parallel.data_parallel_jit(step, mesh, batch_axis=1)  # the sharded test's one-device program
   batch = parallel.shard_batch(make_batch(0, 1), mesh, batch_axis=1)
@@ -109,7 +118,7 @@ def test_step_is_deterministic_and_noise_depends_on_step():
 
 def test_acgan_metrics_include_auxiliary_terms():
   _, step_fn, state = setup(*FAMILIES[3])  # the sharded test's ACGAN case and its one-device program
-  _, (metrics, _) = run(step_fn, state, parallel.make_mesh(jax.devices()[:1]), 1)
+  _, (metrics, _) = run(step_fn, state, one_device(), 1)
   for key in ("d_aux_real", "d_aux_fake", "g_aux", "d_class_accuracy"):
     assert key in metrics
   # d_loss = adversarial + aux_real + aux_fake (aux_weight 1).
