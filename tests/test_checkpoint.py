@@ -14,10 +14,15 @@ from gan_jax import parallel
 from gan_jax.train import gan_step
 
 
-def make_state(seed=0):
+def state_init():
+  """key -> a small DCGAN's train state."""
   gan = models.build_gan("dcgan", image_shape=(28, 28, 1), num_classes=10, width=8)
   tx = gan_step.make_optimizer(2e-4, 0.5, 0.999)
-  return gan_step.init_train_state(gan, tx, tx, jax.random.PRNGKey(seed), (28, 28, 1))
+  return lambda key: gan_step.init_train_state(gan, tx, tx, key, (28, 28, 1))
+
+
+def make_state(seed=0):
+  return state_init()(jax.random.PRNGKey(seed))
 
 
 def test_round_trip_restores_exact_state(tmp_path):
@@ -31,13 +36,10 @@ def test_round_trip_restores_exact_state(tmp_path):
 
 
 def test_abstract_state_is_a_restore_target_on_the_first_device(tmp_path):
-  gan = models.build_gan("dcgan", image_shape=(28, 28, 1), num_classes=10, width=8)
-  tx = gan_step.make_optimizer(2e-4, 0.5, 0.999)
-  init = lambda key: gan_step.init_train_state(gan, tx, tx, key, (28, 28, 1))
   state = make_state().replace(step=jnp.array(3, jnp.int32))
   ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"), async_save=False)
   ckpt.save(3, state)
-  abstract = checkpoint.abstract_state(init, jax.random.PRNGKey(5))
+  abstract = checkpoint.abstract_state(state_init(), jax.random.PRNGKey(5))
   assert jax.tree.structure(abstract) == jax.tree.structure(state)
   for leaf, real in zip(jax.tree.leaves(abstract), jax.tree.leaves(state)):
     assert isinstance(leaf, jax.ShapeDtypeStruct) and (leaf.shape, leaf.dtype) == (real.shape, real.dtype)
